@@ -1,0 +1,25 @@
+"""skmeta: scikit-learn compatible meta-learning.
+
+Meta-train on many related tasks, then adapt to a new task from a few
+labelled rows, with the sklearn tools you already use.
+"""
+
+from ._adapted import AdaptedClassifier, AdaptedRegressor
+from ._maml import MAMLClassifier, MAMLRegressor
+from ._mlp import MLP
+from ._protonet import ProtoNetClassifier
+from .tasks import Task, TaskCollection, TaskSplit
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MLP",
+    "AdaptedClassifier",
+    "AdaptedRegressor",
+    "MAMLClassifier",
+    "MAMLRegressor",
+    "ProtoNetClassifier",
+    "Task",
+    "TaskCollection",
+    "TaskSplit",
+]

@@ -1,0 +1,204 @@
+"""The estimator a meta-learner returns for one new task.
+
+``meta_learner.adapt(X_support, y_support)`` returns one of these, fitted.
+It is a plain sklearn estimator: ``fit(X, y)`` adapts again from the same
+meta-learned starting point, so ``cross_val_score`` can refit it on a new
+task's rows; its predictions come from the meta-learner's backbone with the
+adapted state (prototypes, or fine-tuned weights) it holds.
+"""
+
+import numpy as np
+import torch
+from scipy.special import softmax
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils.validation import _check_feature_names, check_consistent_length, check_is_fitted
+
+
+class _AdaptedMixin:
+    """What both adapted estimators share: the meta-learner and its state."""
+
+    def __init__(self, meta_learner):
+        self.meta_learner = meta_learner
+
+    @property
+    def _meta(self):
+        meta = self.meta_learner
+        return getattr(meta, "estimator", meta)  # unwrap sklearn's FrozenEstimator
+
+    def _fit_state(self, X, y):
+        meta = self._meta
+        meta._check_meta_fitted()
+        X_frame = meta._drop_task_column(X)
+        X = meta._validate_X(X_frame, what="X_support")
+        y = meta.check_targets(y)
+        check_consistent_length(X, y)
+        _check_feature_names(self, X_frame, reset=True)
+        self.n_features_in_ = X.shape[1]
+        return X, y
+
+    def _raw_predict(self, X):
+        check_is_fitted(self, "state_")
+        meta = self._meta
+        return meta._predict_arrays(self.state_, meta._validate_X(X))
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        if "state_" in state:  # tensors travel on the CPU; see __setstate__
+            state["state_"] = _to_device(state["state_"], "cpu")
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if "state_" in state:
+            self.state_ = _to_device(self.state_, self._meta.device_)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+def _to_device(state, device):
+    if isinstance(state, torch.Tensor):
+        return state.to(device)
+    if isinstance(state, dict):
+        return {key: _to_device(value, device) for key, value in state.items()}
+    return state
+
+
+class AdaptedClassifier(_AdaptedMixin, ClassifierMixin, BaseEstimator):
+    """A meta-learned classifier adapted to one task's support set.
+
+    Parameters
+    ----------
+    meta_learner : FrozenEstimator wrapping a fitted meta-learner
+        The starting point. It is frozen so that ``clone`` keeps it fitted.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The support set's labels, sorted.
+    state_ : torch.Tensor or dict of torch.Tensor
+        The adapted state: prototypes of shape (n_classes, n_embedding), or
+        the adapted weights of the backbone.
+    n_features_in_ : int
+        Number of features.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Feature names, when the support set had string column names.
+
+    Examples
+    --------
+    >>> from skmeta import ProtoNetClassifier
+    >>> from skmeta.datasets import make_blob_tasks
+    >>> tasks = make_blob_tasks(n_tasks=8, random_state=0)
+    >>> meta = ProtoNetClassifier(max_epochs=1, n_episodes=8, random_state=0).fit(tasks)
+    >>> new_task = make_blob_tasks(n_tasks=1, random_state=1)[0]
+    >>> clf = meta.adapt(new_task.X[:10], new_task.y[:10])
+    >>> clf.predict(new_task.X[10:13]).shape
+    (3,)
+    """
+
+    def fit(self, X, y):
+        """Adapt to the support set ``(X, y)`` from the meta-learned start.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_support, n_features)
+        y : array-like of shape (n_support,)
+
+        Returns
+        -------
+        self : object
+        """
+        X, y = self._fit_state(X, y)
+        classes, y_encoded = np.unique(y, return_inverse=True)
+        meta = self._meta
+        meta._check_support_classes(classes)
+        self.classes_ = classes
+        self.state_ = meta._adapt_arrays(X, y_encoded, classes.shape[0])
+        return self
+
+    def predict_proba(self, X):
+        """Class probabilities of query rows.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_queries, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_queries, n_classes)
+        """
+        return softmax(self._raw_predict(X), axis=1)
+
+    def predict(self, X):
+        """Labels of query rows.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_queries, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_queries,)
+        """
+        return self.classes_[self._raw_predict(X).argmax(axis=1)]
+
+
+class AdaptedRegressor(_AdaptedMixin, RegressorMixin, BaseEstimator):
+    """A meta-learned regressor adapted to one task's support set.
+
+    Parameters
+    ----------
+    meta_learner : FrozenEstimator wrapping a fitted meta-learner
+        The starting point. It is frozen so that ``clone`` keeps it fitted.
+
+    Attributes
+    ----------
+    state_ : dict of torch.Tensor
+        The adapted weights of the backbone.
+    n_features_in_ : int
+        Number of features.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Feature names, when the support set had string column names.
+
+    Examples
+    --------
+    >>> from skmeta import MAMLRegressor
+    >>> from skmeta.datasets import make_sinusoid_tasks
+    >>> tasks = make_sinusoid_tasks(n_tasks=20, random_state=0)
+    >>> meta = MAMLRegressor(max_epochs=1, n_episodes=20, random_state=0).fit(tasks)
+    >>> task = make_sinusoid_tasks(n_tasks=1, random_state=1)[0]
+    >>> reg = meta.adapt(task.X[:10], task.y[:10])
+    >>> reg.predict(task.X[10:13]).shape
+    (3,)
+    """
+
+    def fit(self, X, y):
+        """Adapt to the support set ``(X, y)`` from the meta-learned start.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_support, n_features)
+        y : array-like of shape (n_support,)
+
+        Returns
+        -------
+        self : object
+        """
+        X, y = self._fit_state(X, y)
+        self.state_ = self._meta._adapt_arrays(X, y)
+        return self
+
+    def predict(self, X):
+        """Targets of query rows.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_queries, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_queries,)
+        """
+        return self._raw_predict(X)

@@ -1,0 +1,369 @@
+"""MAML: meta-learn an initialisation that a few gradient steps adapt to a task.
+
+Functional core: :func:`inner_loop` adapts a parameter dict to one support
+set with ``torch.func.grad``; :func:`maml_loss` runs it for every episode of
+a meta-batch at once with ``torch.func.vmap`` and returns the query loss,
+through which the meta-gradient flows (second order, or first order when
+the inner gradients are detached). Estimators: :class:`MAMLClassifier`,
+:class:`MAMLRegressor`.
+"""
+
+from numbers import Integral, Real
+
+import torch
+from sklearn.utils._param_validation import Interval
+from torch.func import functional_call, grad, vmap
+
+from ._base import MetaClassifierMixin, MetaLearner
+from ._mlp import MLP
+from .tasks import TaskSplit
+
+
+def inner_loop(module, params, X, y, *, loss_fn, inner_lr, steps, first_order=False):
+    """Adapt ``params`` to one support set by ``steps`` gradient steps.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The backbone, called functionally with ``params``.
+    params : dict of str to Tensor
+        The starting point (the meta-learned parameters).
+    X : Tensor of shape (n_support, n_features)
+    y : Tensor of shape (n_support,)
+    loss_fn : callable
+        ``loss_fn(output, y)`` to a scalar.
+    inner_lr : float
+        Step size.
+    steps : int
+        Number of steps.
+    first_order : bool, default=False
+        Treat the inner gradients as constants (first-order MAML).
+
+    Returns
+    -------
+    dict of str to Tensor
+        The adapted parameters, differentiable w.r.t. ``params`` unless
+        ``first_order``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch.nn.functional import mse_loss
+    >>> model = torch.nn.Linear(1, 1, bias=False)
+    >>> params = {"weight": torch.zeros(1, 1)}
+    >>> X, y = torch.ones(4, 1), torch.full((4, 1), 2.0)
+    >>> inner_loop(model, params, X, y, loss_fn=mse_loss, inner_lr=0.25, steps=1)
+    {'weight': tensor([[1.]])}
+    """
+
+    def support_loss(p):
+        return loss_fn(functional_call(module, p, (X,)), y)
+
+    for _ in range(steps):
+        grads = grad(support_loss)(params)
+        if first_order:
+            grads = {name: g.detach() for name, g in grads.items()}
+        params = {name: p - inner_lr * grads[name] for name, p in params.items()}
+    return params
+
+
+def maml_loss(module, params, batch, *, loss_fn, inner_lr, steps, first_order=False):
+    """Mean query loss over a meta-batch after adapting to each support set.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+    params : dict of str to Tensor
+    batch : EpisodeBatch
+        Support and query tensors with a leading meta-batch axis.
+    loss_fn, inner_lr, steps, first_order
+        As in :func:`inner_loop`.
+
+    Returns
+    -------
+    loss : Tensor
+        Scalar: the mean over episodes of the query loss.
+    outputs : Tensor of shape (n_episodes, n_queries, n_outputs)
+        Query outputs of the adapted models.
+    """
+
+    def episode(X_support, y_support, X_query, y_query):
+        adapted = inner_loop(
+            module, params, X_support, y_support,
+            loss_fn=loss_fn, inner_lr=inner_lr, steps=steps, first_order=first_order,
+        )
+        outputs = functional_call(module, adapted, (X_query,))
+        return loss_fn(outputs, y_query), outputs
+
+    losses, outputs = vmap(episode, randomness="different")(
+        batch.X_support, batch.y_support, batch.X_query, batch.y_query
+    )
+    return losses.mean(), outputs
+
+
+class _MAML(MetaLearner):
+    """What MAMLClassifier and MAMLRegressor share."""
+
+    _parameter_constraints = {
+        **MetaLearner._parameter_constraints,
+        "inner_lr": [Interval(Real, 0, None, closed="neither")],
+        "inner_steps": [Interval(Integral, 1, None, closed="left")],
+        "adapt_steps": [Interval(Integral, 0, None, closed="left"), None],
+        "first_order": ["boolean"],
+    }
+
+    def __init__(
+        self,
+        module=MLP,
+        *,
+        inner_lr=0.1,
+        inner_steps=1,
+        adapt_steps=None,
+        first_order=False,
+        criterion=None,
+        optimizer=torch.optim.Adam,
+        lr=1e-3,
+        max_epochs=20,
+        n_episodes=200,
+        meta_batch_size=8,
+        n_ways=None,
+        n_shots=5,
+        n_queries=15,
+        train_split=TaskSplit(0.2),
+        callbacks=None,
+        task_column=None,
+        device="auto",
+        random_state=None,
+        verbose=0,
+        warm_start=False,
+        **kwargs,
+    ):
+        self.inner_lr = inner_lr
+        self.inner_steps = inner_steps
+        self.adapt_steps = adapt_steps
+        self.first_order = first_order
+        super().__init__(
+            module,
+            criterion=criterion,
+            optimizer=optimizer,
+            lr=lr,
+            max_epochs=max_epochs,
+            n_episodes=n_episodes,
+            meta_batch_size=meta_batch_size,
+            n_ways=n_ways,
+            n_shots=n_shots,
+            n_queries=n_queries,
+            train_split=train_split,
+            callbacks=callbacks,
+            task_column=task_column,
+            device=device,
+            random_state=random_state,
+            verbose=verbose,
+            warm_start=warm_start,
+            **kwargs,
+        )
+
+    def _loss(self, outputs, y):
+        return self.criterion_(outputs, y)
+
+    def _steps(self, training):
+        if training or self.adapt_steps is None:
+            return self.inner_steps
+        return self.adapt_steps
+
+    def _params(self):
+        return dict(self.module_.named_parameters())
+
+    def _episode_loss(self, batch, training):
+        loss, outputs = maml_loss(
+            self.module_, self._params(), batch, loss_fn=self._loss,
+            inner_lr=self.inner_lr, steps=self._steps(training),
+            first_order=self.first_order or not training,
+        )
+        return loss, self._outputs(outputs)
+
+    def _adapt(self, X_support, y_support, n_classes):
+        params = {name: p.detach() for name, p in self._params().items()}
+        adapted = inner_loop(
+            self.module_, params, X_support, y_support, loss_fn=self._loss,
+            inner_lr=self.inner_lr, steps=self._steps(training=False), first_order=True,
+        )
+        return {name: p.detach() for name, p in adapted.items()}
+
+    def _predict_state(self, state, X):
+        return self._outputs(functional_call(self.module_, state, (X,)))
+
+    def _outputs(self, outputs):
+        return outputs
+
+
+_MAML_PARAMETERS = """
+    Parameters
+    ----------
+    module : torch.nn.Module class or instance, default=MLP
+        The backbone. A class is built in ``fit`` with its ``module__*``
+        parameters, and with ``n_features`` and ``n_outputs`` if it accepts
+        them.
+    inner_lr : float, default=0.1
+        Step size of the inner (adaptation) gradient steps.
+    inner_steps : int, default=1
+        Inner steps per episode in meta-training.
+    adapt_steps : int or None, default=None
+        Steps when adapting to a new task (and in meta-validation); None
+        uses ``inner_steps``.
+    first_order : bool, default=False
+        First-order MAML: ignore second derivatives in the meta-gradient.
+    criterion : torch.nn.Module class or None, default=None
+        The loss of inner and outer steps; None is {criterion}.
+    optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
+        The meta-optimizer; tune it with ``optimizer__*`` parameters.
+    lr : float, default=1e-3
+        Meta learning rate.
+    max_epochs : int, default=20
+        Passes of meta-training.
+    n_episodes : int, default=200
+        Episodes per epoch.
+    meta_batch_size : int, default=8
+        Episodes per meta-gradient step, run together with ``vmap``.
+{ways}    n_shots : int, default=5
+        Support rows {per} in an episode.
+    n_queries : int, default=15
+        Query rows {per} in a training episode.
+    train_split : callable or None, default=TaskSplit(0.2)
+        Splits the tasks into meta-training and meta-validation tasks;
+        None meta-validates on nothing.
+    callbacks : list of skorch callbacks or None, default=None
+        E.g. ``EarlyStopping(monitor="valid_score", lower_is_better=False)``,
+        ``ProgressBar()``, ``Checkpoint()``, ``LRScheduler()``.
+    task_column : str or None, default=None
+        In long format, the column of ``X`` that names each row's task.
+    device : {{"auto", "cpu", "cuda"}} or torch.device, default="auto"
+        "auto" uses CUDA when present.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the backbone's initial weights and the episodes.
+    verbose : int, default=0
+        1 prints one line per epoch.
+    warm_start : bool, default=False
+        Whether ``fit`` continues from the current weights.
+    **kwargs : dict
+        Routed parameters: ``module__*``, ``optimizer__*``, ``callbacks__*``.
+"""
+
+
+class MAMLClassifier(MetaClassifierMixin, _MAML):
+    __doc__ = """Model-agnostic meta-learning (MAML) for few-shot classification.
+
+    Meta-training learns initial weights of the whole backbone such that a
+    few gradient steps on a new task's support set give a good classifier
+    for that task. The inner loop is functional (``torch.func``) and the
+    episodes of a meta-batch run batched with ``vmap``.
+    """ + _MAML_PARAMETERS.format(
+        criterion="``torch.nn.CrossEntropyLoss``",
+        ways="""    n_ways : int or None, default=None
+        Classes per episode, and the width of the output layer; None takes
+        all classes of each task (then every task must have as many).
+""",
+        per="per class",
+    ) + """
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+        The meta-learned backbone.
+    history_ : skorch.History
+        Per epoch: ``train_loss``, ``valid_loss``, ``valid_score`` (query
+        accuracy of meta-validation episodes), ``dur``.
+    n_features_in_ : int
+        Number of features.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Feature names, when the tasks had string column names.
+    n_ways_ : int
+        Classes per episode; a support set must have exactly as many.
+
+    See Also
+    --------
+    MAMLRegressor : The same for regression.
+    ProtoNetClassifier : Adapts by class means in a learned embedding.
+
+    References
+    ----------
+    .. [1] Finn, Abbeel and Levine, "Model-Agnostic Meta-Learning for Fast
+       Adaptation of Deep Networks", ICML 2017.
+
+    Examples
+    --------
+    >>> from skmeta import MAMLClassifier
+    >>> from skmeta.datasets import make_blob_tasks
+    >>> tasks = make_blob_tasks(n_tasks=20, random_state=0)
+    >>> meta = MAMLClassifier(inner_steps=3, max_epochs=2, random_state=0)
+    >>> meta.fit(tasks[:15]).score(tasks[15:]) > 0.5
+    True
+    """
+
+    def _n_outputs(self):
+        return self.n_ways_
+
+    def _check_support_classes(self, classes):
+        super()._check_support_classes(classes)
+        self._check_adaptable(classes.shape[0])
+
+    def _check_adaptable(self, n_classes):
+        if n_classes != self.n_ways_:
+            raise ValueError(
+                f"{type(self).__name__} was meta-trained on {self.n_ways_}-way tasks "
+                f"but this support set has {n_classes} classes; pass a support set "
+                f"with exactly {self.n_ways_} classes, or refit with n_ways={n_classes}."
+            )
+
+
+class MAMLRegressor(_MAML):
+    _classification = False
+
+    __doc__ = """Model-agnostic meta-learning (MAML) for few-shot regression.
+
+    Meta-training learns initial weights such that a few gradient steps on a
+    new task's support set fit that task; ``first_order=True`` gives
+    first-order MAML. The inner loop is functional (``torch.func``) and the
+    episodes of a meta-batch run batched with ``vmap``.
+    """ + _MAML_PARAMETERS.format(
+        criterion="``torch.nn.MSELoss``", ways="", per="in all"
+    ) + """
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+        The meta-learned backbone.
+    history_ : skorch.History
+        Per epoch: ``train_loss``, ``valid_loss``, ``valid_score`` (query
+        R² of meta-validation episodes), ``dur``.
+    n_features_in_ : int
+        Number of features.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Feature names, when the tasks had string column names.
+
+    See Also
+    --------
+    MAMLClassifier : The same for classification.
+
+    References
+    ----------
+    .. [1] Finn, Abbeel and Levine, "Model-Agnostic Meta-Learning for Fast
+       Adaptation of Deep Networks", ICML 2017.
+
+    Examples
+    --------
+    >>> from skmeta import MAMLRegressor
+    >>> from skmeta.datasets import make_sinusoid_tasks
+    >>> tasks = make_sinusoid_tasks(n_tasks=200, random_state=0)
+    >>> meta = MAMLRegressor(inner_lr=0.01, n_shots=10, n_queries=10,
+    ...                      max_epochs=2, random_state=0).fit(tasks)
+    >>> meta.adapt(tasks[0].X[:10], tasks[0].y[:10]).predict(tasks[0].X[10:12]).shape
+    (2,)
+    """
+
+    def _n_outputs(self):
+        return 1
+
+    def _loss(self, outputs, y):
+        return self.criterion_(outputs.squeeze(-1), y)
+
+    def _outputs(self, outputs):
+        return outputs.squeeze(-1)

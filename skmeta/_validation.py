@@ -1,0 +1,168 @@
+"""Input validation at the public boundary: features, targets, task collections."""
+
+import numpy as np
+import pandas as pd
+import torch
+from pandas.api.types import is_bool_dtype, is_numeric_dtype
+from sklearn.utils import check_array
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import _get_feature_names
+
+from .tasks import Task, TaskCollection
+
+
+def _where(task):
+    return "" if task is None else f" of task {task!r}"
+
+
+def check_numeric_columns(X, *, what="X", task=None):
+    """Raise a ValueError naming the columns of ``X`` that are not numbers."""
+    dtypes = getattr(X, "dtypes", None)
+    if dtypes is None or not hasattr(dtypes, "items"):
+        return
+    bad = [str(c) for c, dtype in dtypes.items() if not (is_numeric_dtype(dtype) or is_bool_dtype(dtype))]
+    if bad:
+        raise ValueError(_non_numeric_message(what, task, bad))
+
+
+def _non_numeric_message(what, task, columns=None):
+    named = f" columns {columns}" if columns else " values"
+    return (
+        f"{what}{_where(task)} has non-numeric{named}; meta-learners take numbers "
+        "only. Encode them first, e.g. with sklearn.compose.ColumnTransformer "
+        "and sklearn.preprocessing.OneHotEncoder in a Pipeline."
+    )
+
+
+def check_finite(X, *, what="X", task=None):
+    """Raise a ValueError if ``X`` holds NaN or infinity, saying where."""
+    finite = np.isfinite(X)
+    if finite.all():
+        return
+    bad_rows = np.flatnonzero(~finite.all(axis=1))
+    kind = "NaN" if np.isnan(X).any() else "infinity"
+    raise ValueError(
+        f"{what}{_where(task)} contains {kind} in {bad_rows.size} row(s), the first "
+        f"at row {bad_rows[0]}; impute or drop them first, e.g. with "
+        "sklearn.impute.SimpleImputer in a Pipeline."
+    )
+
+
+def check_features(X, *, what="X", task=None):
+    """Features as a finite float32 array of shape (n_rows, n_features)."""
+    check_numeric_columns(X, what=what, task=task)
+    try:
+        X = check_array(X, dtype=np.float32, ensure_all_finite=False, input_name=what)
+    except ValueError as exc:
+        if "convert" in str(exc):
+            raise ValueError(_non_numeric_message(what, task)) from exc
+        raise ValueError(f"{what}{_where(task)}: {exc}") from exc
+    check_finite(X, what=what, task=task)
+    return X
+
+
+def check_targets(y, *, classification, what="y", task=None):
+    """Targets as a 1-d array: labels for classification, float32 otherwise."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"{what}{_where(task)} must be one-dimensional; got shape {y.shape}.")
+    if classification:
+        check_classification_targets(y)
+        return y
+    try:
+        y = y.astype(np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what}{_where(task)} must hold numbers for regression; got dtype {y.dtype}.") from exc
+    if not np.isfinite(y).all():
+        raise ValueError(f"{what}{_where(task)} contains NaN or infinity; drop those rows.")
+    return y
+
+
+def as_task_collection(X, y=None, *, task_column=None):
+    """Turn what ``fit`` or ``score`` was given into a TaskCollection.
+
+    Accepts a TaskCollection, a list of tasks or of (X, y) pairs, or long
+    format: a DataFrame ``X`` holding ``task_column`` and targets ``y``.
+    """
+    if isinstance(X, TaskCollection):
+        return X
+    if isinstance(X, pd.DataFrame):
+        if task_column is None:
+            raise ValueError(
+                "X is a DataFrame but task_column is None; set task_column to the "
+                "column that says which task each row belongs to, or pass a "
+                "TaskCollection."
+            )
+        if task_column not in X.columns:
+            raise ValueError(
+                f"task_column={task_column!r} is not a column of X (columns: "
+                f"{list(X.columns)[:10]}); after a ColumnTransformer, pass it "
+                "through with 'passthrough', verbose_feature_names_out=False and "
+                "set_output(transform='pandas')."
+            )
+        if y is None:
+            raise ValueError("Long-format input needs y, the target of each row of X.")
+        return TaskCollection.from_arrays(X.drop(columns=[task_column]), y, X[task_column].to_numpy())
+    if isinstance(X, (list, tuple)) and y is None:
+        return TaskCollection(X)
+    raise TypeError(
+        f"Expected a TaskCollection, a list of tasks, or a DataFrame X with "
+        f"task_column and y; got {type(X).__name__}"
+        + ("" if task_column is not None else " (task_column is None)")
+        + ". Build one with TaskCollection.from_frame or TaskCollection.from_arrays."
+    )
+
+
+def check_task_collection(tasks, *, classification, sampler):
+    """Validate every task; return numeric tasks, their width and feature names.
+
+    Parameters
+    ----------
+    tasks : TaskCollection
+    classification : bool
+    sampler : EpisodeSampler
+        Checks that each task can yield an episode.
+
+    Returns
+    -------
+    tasks : TaskCollection
+        Tasks with float32 ``X`` arrays and checked ``y``.
+    n_features : int
+    feature_names : ndarray of str or None
+    """
+    if len(tasks) == 0:
+        raise ValueError("The task collection is empty; pass at least one task.")
+    checked = []
+    for task in tasks:
+        names = _get_feature_names(task.X)
+        X = check_features(task.X, task=task.name)
+        y = check_targets(task.y, classification=classification, task=task.name)
+        if not checked:
+            first, n_features, feature_names = task.name, X.shape[1], names
+        elif X.shape[1] != n_features:
+            raise ValueError(
+                f"Task {task.name!r} has {X.shape[1]} features but task {first!r} "
+                f"has {n_features}; all tasks must share one feature space."
+            )
+        elif (names is None) != (feature_names is None) or (
+            names is not None and list(names) != list(feature_names)
+        ):
+            raise ValueError(
+                f"Task {task.name!r} has other feature names than task {first!r}; "
+                "give every task the same columns in the same order."
+            )
+        sampler.check(y, task=task.name)
+        checked.append(Task(X, y, name=task.name))
+    return TaskCollection(checked), n_features, feature_names
+
+
+def resolve_device(device):
+    """The torch device that ``device`` ("auto", "cpu", "cuda") means here."""
+    if str(device) == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} but CUDA is not available on this machine; "
+            "use device='auto' or device='cpu'."
+        )
+    return str(device)
