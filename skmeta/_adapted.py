@@ -11,7 +11,15 @@ import numpy as np
 import torch
 from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.utils.validation import _check_feature_names, check_consistent_length, check_is_fitted
+from sklearn.utils.validation import (
+    _check_feature_names,
+    _check_n_features,
+    check_consistent_length,
+    check_is_fitted,
+    column_or_1d,
+)
+
+from ._validation import check_features
 
 
 class _AdaptedMixin:
@@ -26,20 +34,41 @@ class _AdaptedMixin:
         return getattr(meta, "estimator", meta)  # unwrap sklearn's FrozenEstimator
 
     def _fit_state(self, X, y):
+        """Validate a support set: first as data, then against the meta-learner."""
         meta = self._meta
         meta._check_meta_fitted()
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None; "
+                "pass the support set's labels or targets."
+            )
         X_frame = meta._drop_task_column(X)
-        X = meta._validate_X(X_frame, what="X_support")
-        y = meta.check_targets(y)
+        X = check_features(X_frame, what="X_support")
+        y = meta.check_targets(column_or_1d(y, warn=True))
         check_consistent_length(X, y)
+        y = self._check_support_targets(y)
+        if X.shape[1] != meta.n_features_in_:
+            raise ValueError(
+                f"X_support has {X.shape[1]} feature(s), but {type(meta).__name__} was "
+                f"meta-trained on {meta.n_features_in_}; the backbone's input width is "
+                "fixed at meta-training, so pass the columns it was meta-trained on."
+            )
+        _check_feature_names(meta, X_frame, reset=False)  # the names it was meta-trained on
         _check_feature_names(self, X_frame, reset=True)
         self.n_features_in_ = X.shape[1]
         return X, y
 
+    def _check_support_targets(self, y):
+        return y
+
     def _raw_predict(self, X):
         check_is_fitted(self, "state_")
         meta = self._meta
-        return meta._predict_arrays(self.state_, meta._validate_X(X))
+        X = meta._drop_task_column(X)
+        _check_feature_names(self, X, reset=False)  # fit checked them against meta's
+        array = check_features(X, what="X")
+        _check_n_features(meta, array, reset=False)
+        return meta._predict_arrays(self.state_, array)
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -86,6 +115,13 @@ class AdaptedClassifier(_AdaptedMixin, ClassifierMixin, BaseEstimator):
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Feature names, when the support set had string column names.
 
+    Notes
+    -----
+    What the meta-learner fixed at meta-training stays fixed: the support
+    set needs its columns (``n_features_in_``, and names if it had them)
+    and, for :class:`~skmeta.MAMLClassifier`, exactly ``n_ways_`` classes.
+    Adapting never changes the meta-learner.
+
     Examples
     --------
     >>> from skmeta import ProtoNetClassifier
@@ -112,11 +148,13 @@ class AdaptedClassifier(_AdaptedMixin, ClassifierMixin, BaseEstimator):
         """
         X, y = self._fit_state(X, y)
         classes, y_encoded = np.unique(y, return_inverse=True)
-        meta = self._meta
-        meta._check_support_classes(classes)
         self.classes_ = classes
-        self.state_ = meta._adapt_arrays(X, y_encoded, classes.shape[0])
+        self.state_ = self._meta._adapt_arrays(X, y_encoded, classes.shape[0])
         return self
+
+    def _check_support_targets(self, y):
+        self._meta._check_support_classes(np.unique(y))
+        return y
 
     def predict_proba(self, X):
         """Class probabilities of query rows.
@@ -142,7 +180,8 @@ class AdaptedClassifier(_AdaptedMixin, ClassifierMixin, BaseEstimator):
         -------
         ndarray of shape (n_queries,)
         """
-        return self.classes_[self._raw_predict(X).argmax(axis=1)]
+        scores = self._raw_predict(X)  # checks that the estimator is fitted
+        return self.classes_[scores.argmax(axis=1)]
 
 
 class AdaptedRegressor(_AdaptedMixin, RegressorMixin, BaseEstimator):
@@ -162,12 +201,19 @@ class AdaptedRegressor(_AdaptedMixin, RegressorMixin, BaseEstimator):
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Feature names, when the support set had string column names.
 
+    Notes
+    -----
+    The support set needs the columns the meta-learner was meta-trained on
+    (``n_features_in_``, and names if it had them). Adapting never changes
+    the meta-learner.
+
     Examples
     --------
     >>> from skmeta import MAMLRegressor
     >>> from skmeta.datasets import make_sinusoid_tasks
     >>> tasks = make_sinusoid_tasks(n_tasks=20, random_state=0)
-    >>> meta = MAMLRegressor(max_epochs=1, n_episodes=20, random_state=0).fit(tasks)
+    >>> meta = MAMLRegressor(inner_lr=0.01, max_epochs=1, n_episodes=20,
+    ...                      random_state=0).fit(tasks)
     >>> task = make_sinusoid_tasks(n_tasks=1, random_state=1)[0]
     >>> reg = meta.adapt(task.X[:10], task.y[:10])
     >>> reg.predict(task.X[10:13]).shape

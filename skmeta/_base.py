@@ -16,6 +16,7 @@ history, pickling and the episodic score.
 
 import contextlib
 import inspect
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -26,9 +27,11 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
 from sklearn.utils._tags import ClassifierTags, RegressorTags
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import _check_feature_names, _check_n_features, check_is_fitted
 from skorch import NeuralNet
 from skorch.callbacks import EpochTimer, PassthroughScoring, PrintLog
+from skorch.exceptions import DeviceWarning
 
 from ._adapted import AdaptedClassifier, AdaptedRegressor
 from ._mlp import MLP
@@ -135,13 +138,48 @@ class MetaLearner(NeuralNet):
             params.setdefault("batch_size", self.meta_batch_size)
         return params
 
+    def set_params(self, **params):
+        """Set parameters, routed ones (``module__*``, ``optimizer__*``) included.
+
+        Parameters
+        ----------
+        **params : dict
+            Estimator parameters.
+
+        Returns
+        -------
+        self : object
+
+        Examples
+        --------
+        >>> from skmeta import ProtoNetClassifier
+        >>> from skmeta.datasets import make_blob_tasks
+        >>> meta = ProtoNetClassifier(max_epochs=1, n_episodes=8, random_state=0)
+        >>> meta = meta.fit(make_blob_tasks(n_tasks=6, random_state=0))
+        >>> meta = meta.set_params(optimizer__weight_decay=0.01)
+        >>> meta.get_params()["optimizer__weight_decay"], meta.optimizer_.param_groups[0]["weight_decay"]
+        (0.01, 0.01)
+        """
+        for key, value in params.items():
+            if key.startswith("optimizer__") and not key.startswith("optimizer__param_groups__"):
+                # On a built optimizer skorch only changes the live one; keep
+                # the value as a parameter too, for get_params, clone and the
+                # optimizer the next fit builds.
+                setattr(self, key, value)
+                self._params_to_validate.add(key)
+        return super().set_params(**params)
+
     def _validate_params(self):
-        super()._validate_params()  # skorch: routed names (module__*, ...) exist
         validate_parameter_constraints(
             self._parameter_constraints,
             self.get_params(deep=False),
             caller_name=type(self).__name__,
         )
+        if hasattr(self, "module_"):
+            # skorch checks that routed names (module__*, ...) have a known
+            # prefix; it learns "module", "optimizer", ... only as they are
+            # built, and initialize() runs this check again once they are.
+            super()._validate_params()
 
     @property
     def _default_callbacks(self):
@@ -191,17 +229,24 @@ class MetaLearner(NeuralNet):
 
     def __getstate__(self):
         state = super().__getstate__()
+        # skorch maps tensors from state["device"]: the device they are on.
         state["device"] = state.get("device_", "cpu")
         state["_requested_device"] = self.device
         return state
 
     def __setstate__(self, state):
         requested = state.pop("_requested_device", state["device"])
-        concrete = state["device"]
-        super().__setstate__(state)  # maps CUDA tensors to the CPU when needed
-        self.device_ = self.device
-        if requested != "auto" and self.device_ != concrete:
-            requested = self.device_  # fitted on CUDA, loaded where there is none
+        fitted_on = state["device"]
+        fitted = "device_" in state
+        with warnings.catch_warnings():
+            if requested == "auto":  # the CPU is what "auto" asks for here: no news
+                warnings.simplefilter("ignore", DeviceWarning)
+            super().__setstate__(state)  # maps CUDA tensors to the CPU when needed
+        loaded_on = str(self.device)  # where the tensors are now
+        if fitted:
+            self.device_ = loaded_on
+        if requested != "auto" and loaded_on != str(fitted_on):
+            requested = loaded_on  # fitted on CUDA, loaded where there is none
         self.device = requested
 
     # ----------------------------------------------------------------- modules
@@ -216,6 +261,14 @@ class MetaLearner(NeuralNet):
             criterion = torch.nn.CrossEntropyLoss if self._classification else torch.nn.MSELoss
         self.criterion_ = self.initialized_instance(criterion, self.get_params_for("criterion"))
         return self
+
+    def get_params_for_optimizer(self, prefix, named_parameters):
+        args, kwargs = super().get_params_for_optimizer(prefix, named_parameters)
+        if not args[0]:
+            # A backbone without parameters (a fixed embedding such as
+            # torch.nn.Identity): torch refuses an empty list, not an empty group.
+            args = ([{"params": []}], *args[1:])
+        return args, kwargs
 
     def initialize_module(self):
         """Build the backbone, filling ``n_features``/``n_outputs`` it accepts."""
@@ -249,14 +302,17 @@ class MetaLearner(NeuralNet):
         )
         ways = None
         if self._classification:
-            ways = {task.name: sampler.ways(task.y) for task in tasks}
-            if len(set(ways.values())) > 1:
+            # A list, not a dict by name: two tasks may share a name.
+            per_task = [(task.name, sampler.ways(task.y)) for task in tasks]
+            if len({w for _, w in per_task}) > 1:
+                shown = ", ".join(f"{name!r}: {w}" for name, w in per_task[:10])
                 raise ValueError(
-                    f"Tasks have different numbers of classes ({ways}); episodes of "
+                    f"Tasks have different numbers of classes ({shown}"
+                    f"{', ...' if len(per_task) > 10 else ''}); episodes of "
                     "one meta-batch must share a shape. Set n_ways to the number of "
                     "classes each episode should draw."
                 )
-            ways = next(iter(ways.values()))
+            ways = per_task[0][1]
         return _CheckedTasks(tasks), n_features, feature_names, ways
 
     def _check_fitted_width(self, n_features, feature_names, what="The tasks"):
@@ -282,6 +338,7 @@ class MetaLearner(NeuralNet):
                     f"meta-trained on {self.n_ways_}-way ones; set n_ways={self.n_ways_}."
                 )
             return tasks
+        resolve_device(self.device)  # raises now, not after fitted state is replaced
         # All checks passed: only now is fitted state replaced.
         self.n_features_in_ = n_features
         if feature_names is not None:
@@ -294,7 +351,28 @@ class MetaLearner(NeuralNet):
         self._torch_seed = int(rng.randint(np.iinfo(np.int32).max))
         self._episode_rng = np.random.default_rng(rng.randint(np.iinfo(np.int32).max))
         self._valid_seed = int(rng.randint(np.iinfo(np.int32).max))
+        self._training_rng = np.random.default_rng(rng.randint(np.iinfo(np.int32).max))
         return tasks
+
+    @contextlib.contextmanager
+    def _seeded_torch(self):
+        """Draw torch's randomness in training (dropout, ...) from ``random_state``.
+
+        Each call seeds torch from this estimator's own stream, which goes on
+        from one call to the next (warm_start, partial_fit); torch's global
+        random state is left as it was.
+        """
+        seed = int(self._training_rng.integers(np.iinfo(np.int64).max))
+        device = torch.device(self.device_)
+        cuda = []
+        if device.type == "cuda":
+            cuda = [device.index if device.index is not None else torch.cuda.current_device()]
+        with torch.random.fork_rng(devices=cuda):
+            torch.random.default_generator.manual_seed(seed)
+            for index in cuda:
+                with torch.cuda.device(index):
+                    torch.cuda.manual_seed(seed)
+            yield
 
     # ------------------------------------------------------------- fit (skorch)
 
@@ -317,7 +395,8 @@ class MetaLearner(NeuralNet):
         self : object
             The meta-trained estimator.
         """
-        tasks = self._prepare_fit(X, y, reset=True)
+        # With warm_start, a fitted model goes on: the tasks must match it.
+        tasks = self._prepare_fit(X, y, reset=not (self.warm_start and self.initialized_))
         return super().fit(tasks, None, **fit_params)
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
@@ -339,6 +418,11 @@ class MetaLearner(NeuralNet):
             self._validate_params()
             X = self._prepare_fit(X, y, reset=not self.initialized_)
         return super().partial_fit(X, None, classes=classes, **fit_params)
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        """skorch's loop over epochs, with torch seeded from ``random_state``."""
+        with self._seeded_torch():
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
 
     def get_split_datasets(self, X, y=None, **fit_params):
         train, valid = (X, None) if self.train_split is None else self.train_split(X)
@@ -363,7 +447,8 @@ class MetaLearner(NeuralNet):
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)
         loss, y_pred = self._episode_loss(batch, training=True)
-        loss.backward()
+        if loss.requires_grad:  # not so for a fixed embedding (no trainable parameter)
+            loss.backward()
         return {"loss": loss, "y_pred": y_pred.detach()}
 
     def validation_step(self, batch, **fit_params):
@@ -410,16 +495,32 @@ class MetaLearner(NeuralNet):
     def _tensor(self, values, dtype=torch.float32):
         return torch.as_tensor(values, dtype=dtype, device=self.device_)
 
+    @contextlib.contextmanager
+    def _evaluating(self):
+        """Evaluation mode for the duration, then each module's mode as it was.
+
+        Adapting and predicting must leave the meta-learner exactly as they
+        found it, its modules' train/eval flags included.
+        """
+        modules = [getattr(self, name + "_") for name in self._modules + self._criteria]
+        modules = [module for module in modules if isinstance(module, torch.nn.Module)]
+        modes = [(sub, sub.training) for module in modules for sub in module.modules()]
+        self._set_training(False)
+        try:
+            yield
+        finally:
+            for sub, training in modes:
+                sub.training = training
+
     def _adapt_arrays(self, X_support, y_support, n_classes=None):
         """Adapted state from validated arrays (episode labels for classes)."""
-        self._set_training(False)
         target_dtype = torch.long if self._classification else torch.float32
-        return self._adapt(self._tensor(X_support), self._tensor(y_support, target_dtype), n_classes)
+        with self._evaluating():
+            return self._adapt(self._tensor(X_support), self._tensor(y_support, target_dtype), n_classes)
 
     def _predict_arrays(self, state, X):
         """Logits (classification) or values (regression) as a numpy array."""
-        self._set_training(False)
-        with torch.no_grad():
+        with self._evaluating(), torch.no_grad():
             out = self._predict_state(state, self._tensor(X))
         return out.detach().cpu().numpy().astype(np.float64)
 
@@ -515,6 +616,13 @@ class MetaLearner(NeuralNet):
 
     def check_targets(self, y, *, what="y_support"):
         return check_targets(y, classification=self._classification, what=what)
+
+    @available_if(lambda self: False)
+    def predict_proba(self, X):
+        """Hide skorch's ``predict_proba``: a regressor has none.
+
+        :class:`MetaClassifierMixin` gives classifiers theirs.
+        """
 
 
 class MetaClassifierMixin:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from skorch.callbacks import ProgressBar
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from skorch.callbacks import ProgressBar
 
 from ._maml import MAMLClassifier, MAMLRegressor
 from ._protonet import ProtoNetClassifier
@@ -68,10 +68,11 @@ def _split_occupations(df, n_test, seed):
     return df[~df[TASK].isin(test)], df[df[TASK].isin(test)]
 
 
-def _support_baselines(n_support):
+def _support_baselines(n_shots):
+    # k is odd and at most the shots per class, so no class wins a vote by a tie-break
     return {
         "logistic (support only)": LogisticRegression(max_iter=1000),
-        "kNN (support only)": KNeighborsClassifier(n_neighbors=min(3, n_support)),
+        "kNN (support only)": KNeighborsClassifier(n_neighbors=min(3, n_shots)),
     }
 
 
@@ -128,7 +129,7 @@ def adult_few_shot(*, quick=False, seed=0, log=print):
                 X_q, y_q = X_task.iloc[query], y_task[query]
                 scores = {name: learner.adapt(X_s, y_s).score(X_q, y_q)
                           for name, learner in learners.items()}
-                for name, model in _support_baselines(len(y_s)).items():
+                for name, model in _support_baselines(n_shots).items():
                     scores[name] = model.fit(X_s, y_s).score(X_q, y_q)
                 scores["pooled logistic (all training rows)"] = pooled.score(X_q, y_q)
                 rows += [{"learner": k, "shots": n_shots, "task": occupation, "accuracy": v}

@@ -80,7 +80,10 @@ class ProtoNetClassifier(MetaClassifierMixin, MetaLearner):
     ----------
     module : torch.nn.Module class or instance, default=MLP
         The embedding. A class is built in ``fit`` with its ``module__*``
-        parameters, and with ``n_features`` if it accepts it.
+        parameters, and with ``n_features`` if it accepts it. One without
+        parameters, such as ``torch.nn.Identity``, is a fixed embedding:
+        fitting learns nothing and the classifier is sklearn's
+        ``NearestCentroid`` fitted on each support set.
     criterion : torch.nn.Module class or None, default=None
         Loss on the query logits; None is ``torch.nn.CrossEntropyLoss``.
     optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
@@ -176,9 +179,12 @@ class ProtoNetClassifier(MetaClassifierMixin, MetaLearner):
         Returns
         -------
         ndarray of shape (n_rows, n_embedding)
+            The rows in the space where prototypes are taken: any sklearn
+            estimator fitted on a support set's embedding uses what
+            meta-training learned (``n_embedding`` is the last hidden size
+            of the default :class:`~skmeta.MLP`).
         """
         self._check_meta_fitted()
         X = self._validate_X(X)
-        self._set_training(False)
-        with torch.no_grad():
+        with self._evaluating(), torch.no_grad():
             return self.module_(self._tensor(X)).cpu().numpy().astype(np.float64)

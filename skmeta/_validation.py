@@ -5,7 +5,7 @@ import pandas as pd
 import torch
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 from sklearn.utils import check_array
-from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import _get_feature_names
 
 from .tasks import Task, TaskCollection
@@ -16,7 +16,26 @@ def _where(task):
 
 
 def check_numeric_columns(X, *, what="X", task=None):
-    """Raise a ValueError naming the columns of ``X`` that are not numbers."""
+    """Raise a ValueError naming the columns of ``X`` that are not numbers.
+
+    Parameters
+    ----------
+    X : DataFrame or array-like
+        Only a DataFrame's column dtypes are checked; other input passes.
+    what : str, default="X"
+        What ``X`` is called in the message.
+    task : object, default=None
+        The task ``X`` belongs to, for the message.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from skmeta._validation import check_numeric_columns
+    >>> check_numeric_columns(pd.DataFrame({"age": [31], "job": ["clerk"]}), task="a")
+    Traceback (most recent call last):
+    ...
+    ValueError: X of task 'a' has non-numeric columns ['job']; meta-learners take ...
+    """
     dtypes = getattr(X, "dtypes", None)
     if dtypes is None or not hasattr(dtypes, "items"):
         return
@@ -35,7 +54,26 @@ def _non_numeric_message(what, task, columns=None):
 
 
 def check_finite(X, *, what="X", task=None):
-    """Raise a ValueError if ``X`` holds NaN or infinity, saying where."""
+    """Raise a ValueError if ``X`` holds NaN or infinity, saying where.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_features)
+        Numbers.
+    what : str, default="X"
+        What ``X`` is called in the message.
+    task : object, default=None
+        The task ``X`` belongs to, for the message.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmeta._validation import check_finite
+    >>> check_finite(np.array([[1.0, 2.0], [np.inf, 0.0]]), what="X_support")
+    Traceback (most recent call last):
+    ...
+    ValueError: X_support contains infinity in 1 row(s), the first at row 1; impute ...
+    """
     finite = np.isfinite(X)
     if finite.all():
         return
@@ -49,7 +87,33 @@ def check_finite(X, *, what="X", task=None):
 
 
 def check_features(X, *, what="X", task=None):
-    """Features as a finite float32 array of shape (n_rows, n_features)."""
+    """Features as a finite, writable float32 array of shape (n_rows, n_features).
+
+    Parameters
+    ----------
+    X : array-like or DataFrame of shape (n_rows, n_features)
+        Numbers only: non-numeric columns, NaN and infinity are refused
+        with a message that says how to fix them.
+    what : str, default="X"
+        What ``X`` is called in messages.
+    task : object, default=None
+        The task ``X`` belongs to, for messages.
+
+    Returns
+    -------
+    ndarray of shape (n_rows, n_features), dtype float32
+
+    Examples
+    --------
+    >>> from skmeta._validation import check_features
+    >>> check_features([[1, 2], [3, 4]])
+    array([[1., 2.],
+           [3., 4.]], dtype=float32)
+    >>> check_features([[1.0, float("nan")]], task="store_7")
+    Traceback (most recent call last):
+    ...
+    ValueError: X of task 'store_7' contains NaN in 1 row(s), the first at row 0; ...
+    """
     check_numeric_columns(X, what=what, task=task)
     try:
         X = check_array(X, dtype=np.float32, ensure_all_finite=False, input_name=what)
@@ -58,21 +122,60 @@ def check_features(X, *, what="X", task=None):
             raise ValueError(_non_numeric_message(what, task)) from exc
         raise ValueError(f"{what}{_where(task)}: {exc}") from exc
     check_finite(X, what=what, task=task)
-    return X
+    # A float32 DataFrame gives a read-only view (pandas copy-on-write), which
+    # torch.as_tensor warns about; copy only then.
+    return np.require(X, requirements="W")
 
 
 def check_targets(y, *, classification, what="y", task=None):
-    """Targets as a 1-d array: labels for classification, float32 otherwise."""
+    """Targets as a 1-d array: labels for classification, float32 otherwise.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_rows,)
+        Class labels of any type (classification) or numbers (regression).
+    classification : bool
+        Whether ``y`` holds class labels.
+    what : str, default="y"
+        What ``y`` is called in messages.
+    task : object, default=None
+        The task ``y`` belongs to, for messages.
+
+    Returns
+    -------
+    ndarray of shape (n_rows,)
+
+    Examples
+    --------
+    >>> from skmeta._validation import check_targets
+    >>> check_targets([1, 2], classification=False)
+    array([1., 2.], dtype=float32)
+    >>> check_targets([0.5, 1.5, 0.25], classification=True, task="t")
+    Traceback (most recent call last):
+    ...
+    ValueError: y of task 't' holds continuous values, not class labels; pass labels, ...
+    """
     y = np.asarray(y)
     if y.ndim != 1:
         raise ValueError(f"{what}{_where(task)} must be one-dimensional; got shape {y.shape}.")
     if classification:
-        check_classification_targets(y)
+        try:
+            check_classification_targets(y)
+        except ValueError as exc:
+            if "Unknown label type" not in str(exc):  # NaN, infinity
+                raise ValueError(f"{what}{_where(task)}: {exc} Drop those rows.") from exc
+            kind = type_of_target(y, input_name=what)
+            raise ValueError(
+                f"{what}{_where(task)} holds {kind} values, not class labels; pass "
+                "labels, or use a regressor such as MAMLRegressor for numeric targets."
+            ) from exc
         return y
     try:
         y = y.astype(np.float32)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{what}{_where(task)} must hold numbers for regression; got dtype {y.dtype}.") from exc
+        raise ValueError(
+            f"{what}{_where(task)} must hold numbers for regression; got dtype {y.dtype}."
+        ) from exc
     if not np.isfinite(y).all():
         raise ValueError(f"{what}{_where(task)} contains NaN or infinity; drop those rows.")
     return y
@@ -81,9 +184,32 @@ def check_targets(y, *, classification, what="y", task=None):
 def as_task_collection(X, y=None, *, task_column=None):
     """Turn what ``fit`` or ``score`` was given into a TaskCollection.
 
-    Accepts a TaskCollection, a list of tasks or of (X, y) pairs, or long
-    format: a DataFrame ``X`` holding ``task_column`` and targets ``y``.
+    Parameters
+    ----------
+    X : TaskCollection, list of Task or of (X, y) pairs, or DataFrame
+        The tasks; a DataFrame is long format, one row per example.
+    y : array-like of shape (n_rows,), default=None
+        Targets of long format; None otherwise, as each task holds its own.
+    task_column : str, int or None, default=None
+        The column of a long-format ``X`` that names each row's task.
+
+    Returns
+    -------
+    TaskCollection
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from skmeta._validation import as_task_collection
+    >>> X = pd.DataFrame({"shop": ["a", "b", "a"], "x": [1.0, 2.0, 3.0]})
+    >>> as_task_collection(X, [0, 1, 1], task_column="shop").names
+    ['a', 'b']
     """
+    if isinstance(X, (TaskCollection, list, tuple)) and y is not None:
+        raise ValueError(
+            f"y must be None when X is a {type(X).__name__} of tasks: each task holds "
+            "its own targets. For long format, pass a DataFrame X with task_column."
+        )
     if isinstance(X, TaskCollection):
         return X
     if isinstance(X, pd.DataFrame):
@@ -116,6 +242,9 @@ def as_task_collection(X, y=None, *, task_column=None):
 def check_task_collection(tasks, *, classification, sampler):
     """Validate every task; return numeric tasks, their width and feature names.
 
+    Every task must have numeric, finite features of one width (and the same
+    column names, if any) and targets that can yield an episode.
+
     Parameters
     ----------
     tasks : TaskCollection
@@ -129,6 +258,17 @@ def check_task_collection(tasks, *, classification, sampler):
         Tasks with float32 ``X`` arrays and checked ``y``.
     n_features : int
     feature_names : ndarray of str or None
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmeta._validation import check_task_collection
+    >>> from skmeta.tasks import EpisodeSampler, TaskCollection
+    >>> tasks = TaskCollection([(np.zeros((4, 3)), [0, 1, 0, 1]), (np.zeros((4, 2)), [0, 1, 0, 1])])
+    >>> check_task_collection(tasks, classification=True, sampler=EpisodeSampler(n_shots=1, n_queries=1))
+    Traceback (most recent call last):
+    ...
+    ValueError: Task 1 has 2 features but task 0 has 3; all tasks must share one feature space.
     """
     if len(tasks) == 0:
         raise ValueError("The task collection is empty; pass at least one task.")
@@ -157,7 +297,23 @@ def check_task_collection(tasks, *, classification, sampler):
 
 
 def resolve_device(device):
-    """The torch device that ``device`` ("auto", "cpu", "cuda") means here."""
+    """The torch device that ``device`` ("auto", "cpu", "cuda") means here.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        "auto" is "cuda" where CUDA is available, else "cpu".
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> from skmeta._validation import resolve_device
+    >>> resolve_device("cpu")
+    'cpu'
+    """
     if str(device) == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if str(device).startswith("cuda") and not torch.cuda.is_available():

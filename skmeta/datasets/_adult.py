@@ -10,7 +10,7 @@ _ADULT = "adult.csv.gz"
 
 
 def load_adult(*, as_frame=True):
-    """The adult census table (UCI Adult, 48,842 rows), one row per person.
+    """The adult census table (UCI Adult, 48,841 rows), one row per person.
 
     Parameters
     ----------
@@ -65,7 +65,13 @@ def load_adult_tasks(*, task="occupation", min_rows_per_class=30, return_frame=F
     >>> len(tasks), tasks[0].name
     (12, 'Adm-clerical')
     """
-    df = load_adult().dropna(subset=[task])
+    df = load_adult()
+    if task not in df.columns or task == "income":
+        raise ValueError(
+            f"task={task!r} is not a feature column of the adult table; pick one of "
+            f"{[c for c in df.columns if c != 'income']}."
+        )
+    df = df.dropna(subset=[task])
     counts = df.groupby(task)["income"].value_counts().unstack(fill_value=0)
     kept = counts.index[(counts.min(axis=1) >= min_rows_per_class) & (counts.shape[1] > 1)]
     df = df[df[task].isin(kept)].reset_index(drop=True)

@@ -1,11 +1,27 @@
 """A classification family where every task needs its support set."""
 
+from numbers import Integral, Real
+
 import numpy as np
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, validate_params
 
 from ..tasks import Task, TaskCollection
 
 
+@validate_params(
+    {
+        "n_tasks": [Interval(Integral, 1, None, closed="left")],
+        "n_classes": [Interval(Integral, 2, None, closed="left")],
+        "n_rows_per_class": [Interval(Integral, 1, None, closed="left")],
+        "n_features": [Interval(Integral, 1, None, closed="left")],
+        "n_informative": [Interval(Integral, 1, None, closed="left")],
+        "class_sep": [Interval(Real, 0, None, closed="left")],
+        "noise": [Interval(Real, 0, None, closed="left")],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_blob_tasks(
     n_tasks=50,
     *,
@@ -29,17 +45,22 @@ def make_blob_tasks(
     Parameters
     ----------
     n_tasks : int, default=50
+        Number of tasks.
     n_classes : int, default=2
         Classes per task.
     n_rows_per_class : int, default=40
+        Rows of each class in each task.
     n_features : int, default=20
+        Number of features.
     n_informative : int, default=2
-        Dimension of the subspace that carries the classes.
+        Dimension of the subspace that carries the classes, at most
+        ``n_features``.
     class_sep : float, default=2.0
         Scale of the class centres in that subspace (unit within-class spread).
     noise : float, default=2.0
         Standard deviation of the uninformative directions.
     random_state : int, RandomState instance or None, default=None
+        Seeds the class centres and the rows.
 
     Returns
     -------
@@ -53,6 +74,11 @@ def make_blob_tasks(
     >>> len(tasks), tasks[0].X.shape
     (4, (80, 20))
     """
+    if n_informative > n_features:
+        raise ValueError(
+            f"n_informative={n_informative} exceeds n_features={n_features}; the "
+            "informative directions are some of the features. Lower n_informative."
+        )
     rng = check_random_state(random_state)
     basis = np.linalg.qr(np.random.default_rng(0).normal(size=(n_features, n_features)))[0]
     informative, rest = basis[:, :n_informative], basis[:, n_informative:]

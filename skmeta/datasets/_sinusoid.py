@@ -1,11 +1,25 @@
 """The sinusoid regression family of the MAML paper."""
 
+from numbers import Integral
+
 import numpy as np
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, validate_params
 
 from ..tasks import Task, TaskCollection
 
 
+@validate_params(
+    {
+        "n_tasks": [Interval(Integral, 1, None, closed="left")],
+        "n_rows": [Interval(Integral, 1, None, closed="left")],
+        "amplitude_range": [tuple],
+        "phase_range": [tuple],
+        "x_range": [tuple],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_sinusoid_tasks(
     n_tasks=100,
     *,
@@ -46,6 +60,10 @@ def make_sinusoid_tasks(
     >>> tasks[0].X.shape, tasks[0].y.shape
     ((20, 1), (20,))
     """
+    for name, bounds in (("amplitude_range", amplitude_range), ("phase_range", phase_range),
+                         ("x_range", x_range)):
+        if len(bounds) != 2 or not bounds[0] <= bounds[1]:
+            raise ValueError(f"{name} must be a pair (low, high) with low <= high; got {bounds!r}.")
     rng = check_random_state(random_state)
     tasks = []
     for i in range(n_tasks):
@@ -59,5 +77,28 @@ def make_sinusoid_tasks(
 
 
 def sinusoid(X, amplitude, phase):
-    """The sinusoid of one task at points ``X`` of shape (n, 1)."""
+    """The sinusoid ``amplitude * sin(x - phase)`` of one task at points ``X``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_rows, 1)
+        The points.
+    amplitude : float
+        The task's amplitude, ``task.amplitude`` for a task of
+        :func:`make_sinusoid_tasks`.
+    phase : float
+        The task's phase, ``task.phase``.
+
+    Returns
+    -------
+    ndarray of shape (n_rows,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmeta.datasets import make_sinusoid_tasks, sinusoid
+    >>> task = make_sinusoid_tasks(1, random_state=0)[0]
+    >>> np.allclose(sinusoid(task.X, task.amplitude, task.phase), task.y, atol=1e-5)
+    True
+    """
     return amplitude * np.sin(np.asarray(X)[:, 0] - phase)

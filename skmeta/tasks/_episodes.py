@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ._task import _python_scalar
+
 
 @dataclass
 class Episode:
@@ -20,6 +22,27 @@ class Episode:
     ``0 .. n_ways - 1`` and ``classes[k]`` is the task's own label behind
     episode label ``k``. For regression, they hold the targets and
     ``classes`` is None.
+
+    Parameters
+    ----------
+    X_support : ndarray of shape (n_support, n_features)
+    y_support : ndarray of shape (n_support,)
+    X_query : ndarray of shape (n_query, n_features)
+    y_query : ndarray of shape (n_query,)
+    classes : ndarray of shape (n_ways,) or None, default=None
+        The task's labels behind episode labels ``0 .. n_ways - 1``.
+    task : object, default=None
+        The name of the task the episode was drawn from.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmeta.tasks import EpisodeSampler
+    >>> y = np.array(["no", "yes"] * 4)
+    >>> episode = EpisodeSampler(n_shots=1, n_queries=2).sample(
+    ...     np.zeros((8, 1)), y, np.random.default_rng(0), task="shop")
+    >>> episode.classes[episode.y_query], episode.task
+    (array(['no', 'no', 'yes', 'yes'], dtype='<U3'), 'shop')
     """
 
     X_support: np.ndarray
@@ -98,13 +121,18 @@ class EpisodeSampler:
                 f"but episodes need {max(ways, 2)} (n_ways={self.n_ways}); drop "
                 "that task or lower n_ways."
             )
-        short = np.argsort(counts)[: classes.shape[0] - ways + 1]
-        if counts[short[-1]] < self.rows_needed:
-            weakest = short[0]
+        # The ways-th largest class must fill an episode; name it if it cannot.
+        limiting = np.argsort(counts, kind="stable")[classes.shape[0] - ways]
+        if counts[limiting] < self.rows_needed:
+            also = ""
+            if ways < classes.shape[0]:
+                n_enough = int((counts >= self.rows_needed).sum())
+                also = f", so {n_enough} of its classes can fill an episode but n_ways={ways}"
             raise ValueError(
                 f"n_shots + n_queries = {self.rows_needed} exceeds the "
-                f"{counts[weakest]} rows of class {classes[weakest]!r} in task "
-                f"{task!r}; lower n_shots or n_queries, or drop that task."
+                f"{counts[limiting]} rows of class {_python_scalar(classes[limiting])!r} in task "
+                f"{task!r}{also}; lower n_shots or n_queries"
+                f"{', or n_ways' if also else ''}, or drop that task."
             )
 
     def sample(self, X, y, rng, *, task=None, query="sampled"):
@@ -126,6 +154,8 @@ class EpisodeSampler:
         -------
         Episode
         """
+        if query not in ("sampled", "rest"):
+            raise ValueError(f"query must be 'sampled' or 'rest'; got {query!r}.")
         if not self.classification:
             rows = rng.permutation(y.shape[0])
             stop = self.rows_needed if query == "sampled" else None
@@ -162,6 +192,24 @@ class EpisodeBatch:
 
     ``X_support`` has shape (n_episodes, n_support, n_features),
     ``y_support`` (n_episodes, n_support), and likewise for the query set.
+
+    Parameters
+    ----------
+    X_support : Tensor of shape (n_episodes, n_support, n_features)
+    y_support : Tensor of shape (n_episodes, n_support)
+        Episode labels (long) or targets (float32).
+    X_query : Tensor of shape (n_episodes, n_query, n_features)
+    y_query : Tensor of shape (n_episodes, n_query)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmeta.tasks import EpisodeBatch, EpisodeSampler
+    >>> sampler, rng = EpisodeSampler(n_shots=2, n_queries=3), np.random.default_rng(0)
+    >>> X, y = np.zeros((10, 4)), np.array([0, 1] * 5)
+    >>> batch = EpisodeBatch.stack([sampler.sample(X, y, rng) for _ in range(3)])
+    >>> len(batch), tuple(batch.X_support.shape), batch.y_query.dtype
+    (3, (3, 4, 4), torch.int64)
     """
 
     X_support: torch.Tensor
@@ -211,6 +259,18 @@ class EpisodeLoader:
     shuffle : bool, default=True
         Draw tasks at random; otherwise cycle through them in order.
     device : str or torch.device, default="cpu"
+
+    Examples
+    --------
+    >>> from skmeta.datasets import make_blob_tasks
+    >>> from skmeta.tasks import EpisodeLoader, EpisodeSampler
+    >>> tasks = make_blob_tasks(n_tasks=3, n_features=4, random_state=0)
+    >>> loader = EpisodeLoader(tasks, EpisodeSampler(n_shots=2, n_queries=3),
+    ...                        n_episodes=5, meta_batch_size=2, random_state=0)
+    >>> len(loader), loader.n_meta_batches
+    (5, 3)
+    >>> [tuple(batch.X_query.shape) for batch in loader]
+    [(2, 6, 4), (2, 6, 4), (1, 6, 4)]
     """
 
     def __init__(self, tasks, sampler, *, n_episodes, meta_batch_size, random_state,

@@ -39,13 +39,14 @@ class TaskSplit:
 
     def __call__(self, tasks, y=None, **fit_params):
         n_tasks = len(tasks)
-        if isinstance(self.valid_size, Integral):
-            n_valid = int(self.valid_size)
-        elif isinstance(self.valid_size, Real) and 0 < self.valid_size < 1:
-            n_valid = max(1, math.floor(self.valid_size * n_tasks))
+        size = self.valid_size
+        if isinstance(size, Integral) and not isinstance(size, bool) and size >= 0:
+            n_valid = int(size)
+        elif isinstance(size, Real) and not isinstance(size, bool) and 0 < size < 1:
+            n_valid = max(1, math.floor(size * n_tasks))
         else:
             raise ValueError(
-                f"valid_size must be a float in (0, 1) or an int; got {self.valid_size!r}."
+                f"valid_size must be a float in (0, 1) or an int >= 0; got {self.valid_size!r}."
             )
         if n_tasks < 2 or n_valid < 1:
             return tasks, None

@@ -143,9 +143,13 @@ class TaskCollection(Sequence):
                     f"its columns are {list(df.columns)}."
                 )
         features = df.drop(columns=[task, target])
+        targets = df[target].to_numpy()
+        # Positions, not index labels: a DataFrame may repeat index labels
+        # (after pd.concat), and .loc would then take rows of other tasks.
+        groups = df.groupby(task, sort=True, observed=True).indices
         return cls(
-            Task(features.loc[rows], df.loc[rows, target].to_numpy(), name=name)
-            for name, rows in df.groupby(task, sort=True, observed=True).groups.items()
+            Task(features.iloc[rows], targets[rows], name=_python_scalar(name))
+            for name, rows in groups.items()
         )
 
     @classmethod
@@ -186,7 +190,7 @@ class TaskCollection(Sequence):
         for code, name in enumerate(names):
             rows = np.flatnonzero(codes == code)
             X_task = X.iloc[rows] if hasattr(X, "iloc") else np.asarray(X)[rows]
-            tasks.append(Task(X_task, y[rows], name=name.item() if hasattr(name, "item") else name))
+            tasks.append(Task(X_task, y[rows], name=_python_scalar(name)))
         return cls(tasks)
 
     @property
@@ -207,11 +211,26 @@ class TaskCollection(Sequence):
             return type(self)(self.tasks[index])
         index = np.asarray(index)
         if index.dtype == bool:
+            if index.shape != (len(self),):
+                raise IndexError(
+                    f"A boolean mask over {len(self)} tasks must have shape ({len(self)},); "
+                    f"got {index.shape}."
+                )
             index = np.flatnonzero(index)
+        elif index.ndim != 1 or not (index.size == 0 or np.issubdtype(index.dtype, np.integer)):
+            raise TypeError(
+                "Tasks are indexed by an int, a slice, or a 1-d array of ints or "
+                f"booleans; got an array of dtype {index.dtype} and shape {index.shape}."
+            )
         return type(self)(self.tasks[i] for i in index.tolist())
 
     def __repr__(self):
         return f"TaskCollection(n_tasks={len(self)}, names={self.names[:5]}{'...' if len(self) > 5 else ''})"
+
+
+def _python_scalar(value):
+    """``np.int64(3)`` as ``3``, so that task names read plainly in messages."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _as_pair(item, position):

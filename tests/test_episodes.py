@@ -1,0 +1,254 @@
+"""Tests of skmeta/tasks/_episodes.py: EpisodeSampler, EpisodeBatch, EpisodeLoader."""
+
+import numpy as np
+import pytest
+import torch
+
+from skmeta import MAMLClassifier, ProtoNetClassifier
+from skmeta.tasks import Episode, EpisodeBatch, EpisodeLoader, EpisodeSampler, Task, TaskCollection
+
+
+def _task(labels, n_per_class, n_features=3):
+    """Rows whose first feature is the row number, so rows can be traced back."""
+    y = np.repeat(np.asarray(labels), n_per_class)
+    rng = np.random.default_rng(1)
+    y = y[rng.permutation(y.shape[0])]
+    X = np.column_stack([np.arange(y.shape[0], dtype=float), rng.normal(size=(y.shape[0], n_features - 1))])
+    return X, y
+
+
+def _rows(X_part):
+    return X_part[:, 0].astype(int)
+
+
+def _same(a, b):
+    return all(np.array_equal(getattr(a, f), getattr(b, f))
+               for f in ("X_support", "y_support", "X_query", "y_query"))
+
+
+# --------------------------------------------------------------- seeding
+
+
+def test_same_seed_same_episode_other_seed_other_episode():
+    X, y = _task([0, 1, 2], 20)
+    sampler = EpisodeSampler(n_shots=2, n_queries=3)
+    first = sampler.sample(X, y, np.random.default_rng(5))
+    assert _same(first, sampler.sample(X, y, np.random.default_rng(5)))
+    assert not _same(first, sampler.sample(X, y, np.random.default_rng(6)))
+
+
+# ------------------------------------------------------------ classification
+
+
+def test_support_and_query_hold_n_shots_and_n_queries_per_class_disjointly():
+    X, y = _task(["a", "b", "c"], 12)
+    episode = EpisodeSampler(n_shots=3, n_queries=4).sample(X, y, np.random.default_rng(0))
+    assert episode.X_support.shape == (9, 3) and episode.X_query.shape == (12, 3)
+    np.testing.assert_array_equal(np.bincount(episode.y_support), [3, 3, 3])
+    np.testing.assert_array_equal(np.bincount(episode.y_query), [4, 4, 4])
+    support, query = _rows(episode.X_support), _rows(episode.X_query)
+    assert len(set(support)) == 9 and len(set(query)) == 12
+    assert not set(support) & set(query)
+    # X and y rows stay together: each row's episode label names its own label.
+    np.testing.assert_array_equal(episode.classes[episode.y_support], y[support])
+    np.testing.assert_array_equal(episode.classes[episode.y_query], y[query])
+
+
+def test_n_ways_none_takes_every_class():
+    X, y = _task([3, 1, 2, 0], 5)
+    episode = EpisodeSampler(n_ways=None, n_shots=1, n_queries=1).sample(X, y, np.random.default_rng(0))
+    np.testing.assert_array_equal(episode.classes, [0, 1, 2, 3])
+    assert EpisodeSampler().ways(y) == 4
+
+
+def test_integer_n_ways_draws_that_many_of_a_tasks_classes():
+    X, y = _task(list(range(10)), 4)
+    sampler = EpisodeSampler(n_ways=3, n_shots=1, n_queries=2)
+    rng = np.random.default_rng(0)
+    drawn = set()
+    for _ in range(10):
+        episode = sampler.sample(X, y, rng)
+        assert episode.classes.shape == (3,)
+        assert set(episode.classes) <= set(range(10))
+        np.testing.assert_array_equal(np.sort(episode.y_support), [0, 1, 2])
+        np.testing.assert_array_equal(episode.classes[episode.y_query], y[_rows(episode.X_query)])
+        drawn.add(tuple(episode.classes))
+    assert len(drawn) > 1  # the classes are drawn, not always the first three
+    assert sampler.ways(y) == 3
+
+
+@pytest.mark.parametrize("cls", [ProtoNetClassifier, MAMLClassifier])
+def test_meta_learners_train_on_n_way_episodes_of_one_many_class_task(cls, fast_params):
+    X, y = _task([f"c{i}" for i in range(10)], 6, n_features=4)
+    meta = cls(**{**fast_params, "n_ways": 3}).fit([Task(X, y, name="many")])
+    assert meta.n_ways_ == 3
+    if cls is MAMLClassifier:
+        assert meta.module_(torch.zeros(1, 4)).shape == (1, 3)  # one output per way
+    support = np.isin(y, ["c1", "c4", "c7"])
+    adapted = meta.adapt(X[support], y[support])
+    np.testing.assert_array_equal(adapted.classes_, ["c1", "c4", "c7"])
+    assert set(adapted.predict(X[:5])) <= {"c1", "c4", "c7"}
+
+
+def test_n_ways_skips_classes_too_small_for_an_episode():
+    X, y = _task(["big1", "big2", "tiny"], 10)
+    y[np.flatnonzero(y == "tiny")[2:]] = "big1"  # "tiny" keeps 2 rows
+    sampler = EpisodeSampler(n_ways=2, n_shots=2, n_queries=2)
+    sampler.check(y)  # two classes are large enough
+    for seed in range(5):
+        episode = sampler.sample(X, y, np.random.default_rng(seed))
+        np.testing.assert_array_equal(episode.classes, ["big1", "big2"])
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [["cat", "dog", "emu"], [-7, 10, 42], [False, True], [0.5, 1.5]],
+    ids=["strings", "ints", "bools", "floats"],
+)
+def test_labels_are_remapped_to_0_n_ways_and_classes_gives_them_back(labels):
+    X, y = _task(labels, 6)
+    episode = EpisodeSampler(n_shots=2, n_queries=2).sample(X, y, np.random.default_rng(0))
+    np.testing.assert_array_equal(episode.classes, np.sort(np.asarray(labels)))
+    assert episode.classes.dtype == y.dtype
+    assert episode.y_support.dtype.kind == "i" and episode.y_query.dtype.kind == "i"
+    assert set(episode.y_support) == set(range(len(labels)))
+    np.testing.assert_array_equal(episode.classes[episode.y_support], y[_rows(episode.X_support)])
+    np.testing.assert_array_equal(episode.classes[episode.y_query], y[_rows(episode.X_query)])
+
+
+def test_query_rest_gives_all_other_rows_of_the_episode_classes():
+    X, y = _task(["a", "b"], 9)
+    episode = EpisodeSampler(n_shots=2, n_queries=3).sample(
+        X, y, np.random.default_rng(0), query="rest", task="t")
+    assert episode.task == "t"
+    support, query = _rows(episode.X_support), _rows(episode.X_query)
+    assert not set(support) & set(query)
+    assert sorted(np.concatenate([support, query])) == list(range(18))
+    np.testing.assert_array_equal(np.bincount(episode.y_query), [7, 7])
+
+
+def test_query_must_be_sampled_or_rest():
+    X, y = _task([0, 1], 5)
+    with pytest.raises(ValueError, match="query must be 'sampled' or 'rest'; got 'all'"):
+        EpisodeSampler(n_shots=1, n_queries=1).sample(X, y, np.random.default_rng(0), query="all")
+
+
+# ---------------------------------------------------------------- regression
+
+
+def test_regression_draws_n_shots_and_n_queries_rows():
+    X = np.column_stack([np.arange(30.0), np.zeros(30)])
+    y = np.arange(30.0) * 2
+    sampler = EpisodeSampler(n_ways=4, n_shots=5, n_queries=7, classification=False)
+    episode = sampler.sample(X, y, np.random.default_rng(0), task="sin")
+    assert episode.classes is None and episode.task == "sin"
+    assert episode.X_support.shape == (5, 2) and episode.X_query.shape == (7, 2)
+    support, query = _rows(episode.X_support), _rows(episode.X_query)
+    assert not set(support) & set(query)
+    np.testing.assert_array_equal(episode.y_support, y[support])  # targets, not re-mapped
+    np.testing.assert_array_equal(episode.y_query, y[query])
+    assert not np.array_equal(support, np.arange(5))  # drawn, not the first rows
+    rest = sampler.sample(X, y, np.random.default_rng(0), query="rest")
+    assert rest.X_query.shape == (25, 2)
+    assert sorted(np.concatenate([_rows(rest.X_support), _rows(rest.X_query)])) == list(range(30))
+
+
+# --------------------------------------------------------------------- check
+
+
+@pytest.mark.parametrize("dtype", [str, object])
+def test_check_names_the_short_class_and_task(dtype):
+    y = np.array(["a"] * 20 + ["b"] * 4, dtype=dtype)
+    with pytest.raises(ValueError, match=r"n_shots \+ n_queries = 8 exceeds the 4 rows of class "
+                                         r"'b' in task 'store_7'; lower n_shots or n_queries"):
+        EpisodeSampler(n_shots=3, n_queries=5).check(y, task="store_7")
+
+
+def test_check_needs_enough_classes():
+    with pytest.raises(ValueError, match=r"Task 'x' has 1 class\(es\) \['a'\] but episodes need 2"):
+        EpisodeSampler(n_shots=1, n_queries=1).check(np.array(["a"] * 10), task="x")
+    with pytest.raises(ValueError, match=r"has 3 class\(es\) \[0, 1, 2\] but episodes need 5 \(n_ways=5\)"):
+        EpisodeSampler(n_ways=5, n_shots=1, n_queries=1).check(np.repeat([0, 1, 2], 5), task="x")
+
+
+def test_check_with_n_ways_needs_that_many_large_enough_classes():
+    y = np.array([0] * 10 + [1] * 10 + [2] * 3 + [3] * 2)
+    EpisodeSampler(n_ways=2, n_shots=2, n_queries=2).check(y)
+    with pytest.raises(ValueError, match=r"= 4 exceeds the 3 rows of class 2 in task 't', so 2 of its "
+                                         r"classes can fill an episode but n_ways=3; lower n_shots or "
+                                         r"n_queries, or n_ways"):
+        EpisodeSampler(n_ways=3, n_shots=2, n_queries=2).check(y, task="t")
+
+
+def test_check_regression_counts_rows():
+    sampler = EpisodeSampler(n_shots=5, n_queries=10, classification=False)
+    sampler.check(np.zeros(15))
+    with pytest.raises(ValueError, match=r"n_shots \+ n_queries = 15 exceeds the 14 rows of task 'sin_3'"):
+        sampler.check(np.zeros(14), task="sin_3")
+
+
+# ------------------------------------------------------- EpisodeBatch, Loader
+
+
+def test_episode_batch_stacks_with_target_dtypes():
+    episode = Episode(np.zeros((4, 3)), np.array([0, 0, 1, 1]), np.ones((2, 3)), np.array([1, 0]))
+    batch = EpisodeBatch.stack([episode, episode])
+    assert len(batch) == 2
+    assert batch.X_support.shape == (2, 4, 3) and batch.X_support.dtype == torch.float32
+    assert batch.y_query.shape == (2, 2) and batch.y_query.dtype == torch.long
+    assert EpisodeBatch.stack([episode], classification=False).y_support.dtype == torch.float32
+
+
+def _tasks(n_tasks=3, n_features=2):
+    rng = np.random.default_rng(0)
+    return TaskCollection(
+        Task(rng.normal(size=(12, n_features)), np.repeat(["a", "b", "c"], 4), name=f"t{i}")
+        for i in range(n_tasks)
+    )
+
+
+def test_loader_yields_batches_of_the_right_shapes_and_its_len_is_n_episodes():
+    loader = EpisodeLoader(_tasks(), EpisodeSampler(n_shots=1, n_queries=2), n_episodes=7,
+                           meta_batch_size=3, random_state=0)
+    assert len(loader) == 7 and loader.n_meta_batches == 3
+    batches = list(loader)
+    assert [len(batch) for batch in batches] == [3, 3, 1]
+    for batch in batches:
+        assert isinstance(batch, EpisodeBatch)
+        n = len(batch)
+        assert batch.X_support.shape == (n, 3, 2) and batch.y_support.shape == (n, 3)
+        assert batch.X_query.shape == (n, 6, 2) and batch.y_query.shape == (n, 6)
+        assert batch.y_support.dtype == torch.long
+        assert set(batch.y_query.unique().tolist()) == {0, 1, 2}
+
+
+def test_loader_regression_batches():
+    sampler = EpisodeSampler(n_shots=4, n_queries=5, classification=False)
+    tasks = TaskCollection([Task(np.zeros((10, 1)), np.arange(10.0)), Task(np.ones((10, 1)), np.ones(10))])
+    (batch,) = list(EpisodeLoader(tasks, sampler, n_episodes=2, meta_batch_size=2, random_state=0))
+    assert batch.y_support.shape == (2, 4) and batch.y_query.shape == (2, 5)
+    assert batch.y_query.dtype == torch.float32
+
+
+def _first_support(loader):
+    return [batch.X_support.clone() for batch in loader]
+
+
+def test_loader_int_seed_repeats_passes_and_a_generator_advances():
+    sampler = EpisodeSampler(n_shots=1, n_queries=1)
+    fixed = EpisodeLoader(_tasks(), sampler, n_episodes=4, meta_batch_size=2, random_state=3)
+    first, second = _first_support(fixed), _first_support(fixed)
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+
+    moving = EpisodeLoader(_tasks(), sampler, n_episodes=4, meta_batch_size=2,
+                           random_state=np.random.default_rng(3))
+    first, second = _first_support(moving), _first_support(moving)
+    assert not all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+
+
+def test_loader_without_shuffle_cycles_through_tasks_in_order():
+    tasks = TaskCollection(Task(np.full((4, 1), float(i)), [0, 1, 0, 1], name=i) for i in range(3))
+    loader = EpisodeLoader(tasks, EpisodeSampler(n_shots=1, n_queries=1), n_episodes=5,
+                           meta_batch_size=5, random_state=0, shuffle=False)
+    (batch,) = list(loader)
+    assert batch.X_support[:, 0, 0].tolist() == [0.0, 1.0, 2.0, 0.0, 1.0]
