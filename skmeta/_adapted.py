@@ -44,7 +44,7 @@ class _AdaptedMixin:
             )
         X_frame = meta._drop_task_column(X)
         X = check_features(X_frame, what="X_support")
-        y = meta.check_targets(column_or_1d(y, warn=True))
+        y = meta._check_targets(column_or_1d(y, warn=True))
         check_consistent_length(X, y)
         y = self._check_support_targets(y)
         if X.shape[1] != meta.n_features_in_:

@@ -486,6 +486,7 @@ class MetaLearner(NeuralNet):
         return array
 
     def _check_support_classes(self, classes):
+        """Raise if a support set with labels ``classes`` cannot be adapted to."""
         if classes.shape[0] < 2:
             raise ValueError(
                 f"y_support has {classes.shape[0]} class ({classes.tolist()}); a "
@@ -601,8 +602,10 @@ class MetaLearner(NeuralNet):
         sampler, scores = self._sampler(), []
         for task in tasks:
             episode = sampler.sample(task.X, task.y, rng, task=task.name, query="rest")
-            n_classes = None if episode.classes is None else episode.classes.shape[0]
-            self._check_adaptable(n_classes)
+            n_classes = None
+            if episode.classes is not None:
+                self._check_support_classes(episode.classes)
+                n_classes = episode.classes.shape[0]
             state = self._adapt_arrays(episode.X_support, episode.y_support, n_classes)
             out = self._predict_arrays(state, episode.X_query)
             if self._classification:
@@ -611,10 +614,7 @@ class MetaLearner(NeuralNet):
                 scores.append(r2_score(episode.y_query, out))
         return float(np.mean(scores))
 
-    def _check_adaptable(self, n_classes):
-        """Raise if a support set of ``n_classes`` classes cannot be adapted to."""
-
-    def check_targets(self, y, *, what="y_support"):
+    def _check_targets(self, y, *, what="y_support"):
         return check_targets(y, classification=self._classification, what=what)
 
     @available_if(lambda self: False)

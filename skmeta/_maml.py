@@ -322,9 +322,7 @@ class MAMLClassifier(MetaClassifierMixin, _MAML):
 
     def _check_support_classes(self, classes):
         super()._check_support_classes(classes)
-        self._check_adaptable(classes.shape[0])
-
-    def _check_adaptable(self, n_classes):
+        n_classes = classes.shape[0]
         if n_classes != self.n_ways_:
             raise ValueError(
                 f"{type(self).__name__} was meta-trained on {self.n_ways_}-way tasks "

@@ -7,13 +7,14 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from _tiny import ESTIMATORS, tiny_params, tiny_tasks
 from sklearn.base import clone
 from sklearn.utils._param_validation import InvalidParameterError
 from skorch.callbacks import Checkpoint, EarlyStopping, LRScheduler, ProgressBar
 from skorch.exceptions import DeviceWarning
 
 from skmeta import MAMLClassifier, MAMLRegressor, ProtoNetClassifier, TaskSplit
-from skmeta.datasets import make_blob_tasks, make_sinusoid_tasks
+from skmeta.datasets import make_blob_tasks
 
 #: Tiny meta-training: a few episodes of a few rows, with meta-validation.
 TINY = dict(
@@ -27,19 +28,13 @@ TINY = dict(
     random_state=0,
 )
 
-ESTIMATORS = [ProtoNetClassifier, MAMLClassifier, MAMLRegressor]
-
 
 def _params(estimator_type, **overrides):
-    """TINY, with a smaller inner step for the sinusoids (amplitudes up to 5)."""
-    extra = {"inner_lr": 0.01} if estimator_type is MAMLRegressor else {}
-    return {**TINY, **extra, **overrides}
+    return tiny_params(estimator_type, TINY, **overrides)
 
 
 def _tasks(estimator_type):
-    if estimator_type is MAMLRegressor:
-        return make_sinusoid_tasks(6, n_rows=10, random_state=0)
-    return make_blob_tasks(n_tasks=6, n_rows_per_class=10, n_features=4, random_state=0)
+    return tiny_tasks(estimator_type, 6)
 
 
 def _outputs(meta, task):

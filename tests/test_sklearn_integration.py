@@ -4,6 +4,7 @@ selection, and a Pipeline on a long-format table."""
 import numpy as np
 import pytest
 import torch
+from _tiny import ESTIMATORS, tiny_params, tiny_tasks
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.model_selection import GridSearchCV, GroupKFold, KFold, cross_val_score
@@ -11,7 +12,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from skmeta import AdaptedClassifier, MAMLClassifier, MAMLRegressor, ProtoNetClassifier, TaskSplit
-from skmeta.datasets import load_adult_tasks, make_blob_tasks, make_sinusoid_tasks
+from skmeta.datasets import load_adult_tasks
 
 TINY = dict(
     max_epochs=1,
@@ -24,19 +25,13 @@ TINY = dict(
     random_state=0,
 )
 
-ESTIMATORS = [ProtoNetClassifier, MAMLClassifier, MAMLRegressor]
-
 
 def _params(estimator_type, **overrides):
-    """TINY, with a smaller inner step for the sinusoids (amplitudes up to 5)."""
-    extra = {"inner_lr": 0.01} if estimator_type is MAMLRegressor else {}
-    return {**TINY, **extra, **overrides}
+    return tiny_params(estimator_type, TINY, **overrides)
 
 
 def _tasks(estimator_type, n_tasks=9):
-    if estimator_type is MAMLRegressor:
-        return make_sinusoid_tasks(n_tasks, n_rows=10, random_state=0)
-    return make_blob_tasks(n_tasks=n_tasks, n_rows_per_class=10, n_features=4, random_state=0)
+    return tiny_tasks(estimator_type, n_tasks)
 
 
 # ------------------------------------------------------- clone and parameters
