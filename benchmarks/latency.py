@@ -180,6 +180,9 @@ def report(result, plot_dir, plot_prefix):
         path = f"latency_throughput_{device}.png"
         _plot(widths, plot_dir / path, name)
         lines += [f"![time per task against meta-batch size]({plot_prefix}{path})", ""]
+    if "cuda" not in result["figures"]:
+        lines += ["No CUDA GPU was present for this run, so there is no GPU section; "
+                  "`python -m benchmarks run latency` adds one where a GPU is present."]
     return "\n".join(lines).rstrip()
 
 

@@ -261,15 +261,19 @@ def report(result, plot_dir, plot_prefix):
         lines.append(f"| {key} | {fmt(second['mse'][key])} | {fmt(first['mse'][key])} |")
     paper = config["paper_5_shot"]
     ours = [second["mse"][f"5-shot, {s} steps"]["mean"] for s in (1, 5, 10)]
-    met = all(o <= paper[str(s)] for o, s in zip(ours, (1, 5, 10), strict=True))
     anchor = " / ".join(str(paper[str(s)]) for s in (1, 5, 10))
+    verdicts = [f"{'met' if o <= paper[str(s)] else 'not met'} after {s} step{'s' * (s > 1)} "
+                f"({o:.3f} against {paper[str(s)]})" for o, s in zip(ours, (1, 5, 10), strict=True)]
     lines += [
         "",
-        f"The paper's 5-shot anchor after 1/5/10 steps is {anchor}; second-order MAML here "
-        f"reaches {' / '.join(f'{o:.2f}' for o in ours)}: the goal (at or below it) is "
-        f"{'met' if met else 'not met'} at {config['iterations']:,} meta-iterations "
-        f"(the paper trained for 70,000). Meta-training took {second['train_seconds']} s "
-        f"(second order) and {first['train_seconds']} s (first order).",
+        f"The paper's 5-shot anchor after 1/5/10 steps is {anchor}. Second-order MAML here, after "
+        f"{config['iterations']:,} meta-iterations (the paper's count): goal "
+        + "; ".join(verdicts) + ". "
+        f"Meta-training took {second['train_seconds']} s (second order) and "
+        f"{first['train_seconds']} s (first order). For a user: ten labelled points and ten "
+        f"gradient steps recover a new sine wave to an MSE of "
+        f"{second['mse']['10-shot, 10 steps']['mean']:.3f}; after 10 steps, first-order MAML "
+        f"(cheaper to meta-train) is {_compare(first['mse'], second['mse'])} second order.",
     ]
 
     speed_rows = figures["speed"]
@@ -290,9 +294,13 @@ def report(result, plot_dir, plot_prefix):
     for order, row in speed_rows.items():
         lines.append(f"| {order} | {fmt(row['skmeta_it_per_s'], 1)} | "
                      f"{fmt(row['reference_it_per_s'], 1)} | {fmt(row['ratio'], 2)}× |")
-    ratio = speed_rows["second order"]["ratio"]["mean"]
-    lines += ["", f"Goal: at least 4× for second-order MAML on 2 CPU cores: "
-                  f"{'met' if ratio >= 4 else 'not met'} ({ratio:.2f}×)."]
+    ratio = speed_rows["second order"]["ratio"]
+    low, high = ratio["mean"] - ratio["ci"], ratio["mean"] + ratio["ci"]
+    verdict = "met" if low >= 4 else "not met" if high < 4 else "not established"
+    lines += ["", f"Goal: at least 4× for second-order MAML on 2 CPU cores: {verdict} "
+                  f"({ratio['mean']:.2f}×, 95% interval {low:.2f}–{high:.2f}×). For a user: "
+                  "the same meta-training takes a fraction of the time of the usual "
+                  "task-by-task implementation."]
 
     check = figures["agreement"]
     lines += [
@@ -327,6 +335,16 @@ def report(result, plot_dir, plot_prefix):
     lines += ["", f"![sinusoid MSE against adaptation steps]({plot_prefix}sinusoid_mse.png)"]
     _plot(figures["quality"], plot_dir / "sinusoid_mse.png")
     return "\n".join(lines)
+
+
+def _compare(first, second):
+    """How first-order MSE after 10 steps compares with second order's, over shots."""
+    keys = [k for k in second if k.endswith(", 10 steps")]
+    overlap = [abs(first[k]["mean"] - second[k]["mean"]) <= first[k]["ci"] + second[k]["ci"] for k in keys]
+    if all(overlap):
+        return "within the confidence intervals of"
+    better = sum(first[k]["mean"] < second[k]["mean"] for k in keys)
+    return f"better at {better} of {len(keys)} shot counts than"
 
 
 def _plot(quality_figures, path):
