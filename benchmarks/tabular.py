@@ -23,15 +23,13 @@ import time
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from skmeta import MAMLClassifier, ProtoNetClassifier
+from skmeta import MAMLClassifier, ProtoNetClassifier, make_task_preprocessor
 from skmeta.datasets import load_adult
 from skmeta.tasks import EpisodeSampler
 
@@ -114,21 +112,6 @@ def _load(name, min_rows_per_class):
     raise ValueError(f"Unknown tabular dataset {name!r}; choose 'adult' or 'bank'.")
 
 
-def _preprocessor(features, task):
-    """Scale numbers, one-hot the rest, pass the group column through by name."""
-    features = features.drop(columns=[task])
-    numeric = features.select_dtypes("number").columns.tolist()
-    categorical = [c for c in features.columns if c not in numeric]
-    return ColumnTransformer(
-        [
-            ("numeric", StandardScaler(), numeric),
-            ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical),
-            ("task", "passthrough", [task]),
-        ],
-        verbose_feature_names_out=False,
-    ).set_output(transform="pandas")
-
-
 def _splits(groups, *, n_splits, n_held_out, seed):
     """Held-out groups per split: folds of seeded permutations of the groups.
 
@@ -199,10 +182,10 @@ def _run_split(table, held_out, settings, seed, split, log):
     pipelines = {}
     for name, learner in _meta_learners(settings, task, seed).items():
         start = time.perf_counter()
-        pipelines[name] = make_pipeline(_preprocessor(X_train, task), learner).fit(X_train, y_train)
+        pipelines[name] = make_pipeline(make_task_preprocessor(X_train, task), learner).fit(X_train, y_train)
         fit_seconds[name] = time.perf_counter() - start
 
-    encoder = _preprocessor(X_train, task).fit(X_train)
+    encoder = make_task_preprocessor(X_train, task).fit(X_train)
     E_train = encoder.transform(X_train).drop(columns=task).to_numpy()
     pooled = {name: model.fit(E_train, y_train) for name, model in _pooled(seed).items()}
     labels, counts = np.unique(y_train, return_counts=True)

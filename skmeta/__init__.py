@@ -7,6 +7,7 @@ labelled rows, with the sklearn tools you already use.
 from ._adapted import AdaptedClassifier, AdaptedRegressor
 from ._maml import MAMLClassifier, MAMLRegressor
 from ._mlp import MLP
+from ._preprocessing import make_task_preprocessor
 from ._protonet import ProtoNetClassifier
 from .tasks import Task, TaskCollection, TaskSplit
 
@@ -22,4 +23,5 @@ __all__ = [
     "Task",
     "TaskCollection",
     "TaskSplit",
+    "make_task_preprocessor",
 ]

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from skorch.callbacks import ProgressBar
 
 from ._maml import MAMLClassifier, MAMLRegressor
+from ._preprocessing import make_task_preprocessor
 from ._protonet import ProtoNetClassifier
 from .datasets import load_adult_tasks, make_sinusoid_tasks, sinusoid
 from .tasks import EpisodeSampler
@@ -49,17 +48,7 @@ def adult_preprocessor(df):
     >>> adult_preprocessor(df).fit_transform(df.drop(columns="income"))["occupation"].iloc[0]
     'Adm-clerical'
     """
-    features = df.drop(columns=[TASK, TARGET], errors="ignore")
-    numeric = features.select_dtypes("number").columns.tolist()
-    categorical = [c for c in features.columns if c not in numeric]
-    return ColumnTransformer(
-        [
-            ("numeric", StandardScaler(), numeric),
-            ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical),
-            ("task", "passthrough", [TASK]),
-        ],
-        verbose_feature_names_out=False,
-    ).set_output(transform="pandas")
+    return make_task_preprocessor(df.drop(columns=[TARGET], errors="ignore"), TASK)
 
 
 def _split_occupations(df, n_test, seed):
