@@ -7,6 +7,7 @@ task's rows; its predictions come from the meta-learner's backbone with the
 adapted state (prototypes, or fine-tuned weights) it holds.
 """
 
+
 import numpy as np
 import torch
 from scipy.special import softmax
@@ -14,6 +15,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import (
     _check_feature_names,
     _check_n_features,
+    _check_sample_weight,
     check_consistent_length,
     check_is_fitted,
     column_or_1d,
@@ -33,7 +35,7 @@ class _AdaptedMixin:
         meta = self.meta_learner
         return getattr(meta, "estimator", meta)  # unwrap sklearn's FrozenEstimator
 
-    def _fit_state(self, X, y):
+    def _fit_state(self, X, y, sample_weight=None):
         """Validate a support set: first as data, then against the meta-learner."""
         meta = self._meta
         meta._check_meta_fitted()
@@ -54,9 +56,24 @@ class _AdaptedMixin:
                 "fixed at meta-training, so pass the columns it was meta-trained on."
             )
         _check_feature_names(meta, X_frame, reset=False)  # the names it was meta-trained on
-        _check_feature_names(self, X_frame, reset=True)
-        self.n_features_in_ = X.shape[1]
-        return X, y
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
+                                                 ensure_non_negative=True)
+            if not sample_weight.sum() > 0:
+                raise ValueError("sample_weight sums to 0: give some support rows a positive weight.")
+        return X, y, sample_weight
+
+    def _store(self, X_frame_or_array, adaptation):
+        """Record a successful adaptation: the state and what describes it."""
+        _check_feature_names(self, X_frame_or_array, reset=True)
+        self.n_features_in_ = self._meta.n_features_in_
+        self.state_ = adaptation.state
+        if adaptation.report is not None:
+            self.adapt_history_ = adaptation.report
+            if adaptation.report.get("backtracked"):
+                self._meta._warn_backtracked(1, 1)
+        elif hasattr(self, "adapt_history_"):
+            del self.adapt_history_
 
     def _check_support_targets(self, y):
         return y
@@ -68,7 +85,13 @@ class _AdaptedMixin:
         _check_feature_names(self, X, reset=False)  # fit checked them against meta's
         array = check_features(X, what="X")
         _check_n_features(meta, array, reset=False)
-        return meta._predict_arrays(self.state_, array)
+        return meta._predict_task(self._adaptation(), array)
+
+    def _adaptation(self):
+        from ._base import Adaptation
+
+        return Adaptation(self.state_, getattr(self, "target_mean_", 0.0),
+                          getattr(self, "target_scale_", 1.0))
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -110,6 +133,9 @@ class AdaptedClassifier(_AdaptedMixin, ClassifierMixin, BaseEstimator):
     state_ : torch.Tensor or dict of torch.Tensor
         The adapted state: prototypes of shape (n_classes, n_embedding), or
         the adapted weights of the backbone.
+    adapt_history_ : dict
+        For learners that adapt by gradient steps: ``step_sizes`` and
+        ``support_loss`` per step, and whether a step was ``backtracked``.
     n_features_in_ : int
         Number of features.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -134,22 +160,34 @@ class AdaptedClassifier(_AdaptedMixin, ClassifierMixin, BaseEstimator):
     (3,)
     """
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Adapt to the support set ``(X, y)`` from the meta-learned start.
 
         Parameters
         ----------
         X : array-like or DataFrame of shape (n_support, n_features)
         y : array-like of shape (n_support,)
+        sample_weight : array-like of shape (n_support,), default=None
+            Weights of the support rows; a row of weight 0 counts as absent.
 
         Returns
         -------
         self : object
         """
-        X, y = self._fit_state(X, y)
+        frame = self._meta._drop_task_column(X)
+        X, y, sample_weight = self._fit_state(X, y, sample_weight)
+        if sample_weight is not None:
+            present = np.unique(y[sample_weight > 0])
+            if present.shape[0] < np.unique(y).shape[0]:
+                absent = sorted(set(np.unique(y).tolist()) - set(present.tolist()))
+                raise ValueError(
+                    f"Every support row of class(es) {absent} has weight 0; drop those rows "
+                    "(the adapted classifier then has no such class) or give them weight."
+                )
         classes, y_encoded = np.unique(y, return_inverse=True)
+        adaptation = self._meta._adapt_task(X, y_encoded, classes.shape[0], sample_weight)
         self.classes_ = classes
-        self.state_ = self._meta._adapt_arrays(X, y_encoded, classes.shape[0])
+        self._store(frame, adaptation)
         return self
 
     def _check_support_targets(self, y):
@@ -196,6 +234,13 @@ class AdaptedRegressor(_AdaptedMixin, RegressorMixin, BaseEstimator):
     ----------
     state_ : dict of torch.Tensor
         The adapted weights of the backbone.
+    target_mean_, target_scale_ : float
+        The support targets were standardised as ``(y - target_mean_) /
+        target_scale_`` for adapting, and predictions are mapped back to the
+        targets' units (0 and 1 when the meta-learner does not standardise).
+    adapt_history_ : dict
+        For learners that adapt by gradient steps: ``step_sizes`` and
+        ``support_loss`` per step, and whether a step was ``backtracked``.
     n_features_in_ : int
         Number of features.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -220,20 +265,26 @@ class AdaptedRegressor(_AdaptedMixin, RegressorMixin, BaseEstimator):
     (3,)
     """
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Adapt to the support set ``(X, y)`` from the meta-learned start.
 
         Parameters
         ----------
         X : array-like or DataFrame of shape (n_support, n_features)
         y : array-like of shape (n_support,)
+        sample_weight : array-like of shape (n_support,), default=None
+            Weights of the support rows; a row of weight 0 counts as absent.
 
         Returns
         -------
         self : object
         """
-        X, y = self._fit_state(X, y)
-        self.state_ = self._meta._adapt_arrays(X, y)
+        frame = self._meta._drop_task_column(X)
+        X, y, sample_weight = self._fit_state(X, y, sample_weight)
+        adaptation = self._meta._adapt_task(X, y, None, sample_weight)
+        self.target_mean_ = adaptation.target_mean
+        self.target_scale_ = adaptation.target_scale
+        self._store(frame, adaptation)
         return self
 
     def predict(self, X):

@@ -4,10 +4,13 @@ Functional core: :func:`inner_loop` adapts a parameter dict to one support
 set with ``torch.func.grad``; :func:`maml_loss` runs it for every episode of
 a meta-batch at once with ``torch.func.vmap`` and returns the query loss,
 through which the meta-gradient flows (second order, or first order when
-the inner gradients are detached). Estimators: :class:`MAMLClassifier`,
-:class:`MAMLRegressor`.
+the inner gradients are detached). :func:`guarded_inner_loop` is the
+adaptation of a new task: plain gradient steps on leaf tensors, a step
+that raises the support loss rejected and the step size halved.
+Estimators: :class:`MAMLClassifier`, :class:`MAMLRegressor`.
 """
 
+import warnings
 from numbers import Integral, Real
 
 import torch
@@ -16,10 +19,11 @@ from torch.func import functional_call, grad, vmap
 
 from ._base import MetaClassifierMixin, MetaLearner
 from ._mlp import MLP
+from .exceptions import AdaptationWarning
 from .tasks import TaskSplit
 
 
-def inner_loop(module, params, X, y, *, loss_fn, inner_lr, steps, first_order=False):
+def inner_loop(module, params, X, y, *, loss_fn, inner_lr, steps, first_order=False, weight=None):
     """Adapt ``params`` to one support set by ``steps`` gradient steps.
 
     Parameters
@@ -38,6 +42,8 @@ def inner_loop(module, params, X, y, *, loss_fn, inner_lr, steps, first_order=Fa
         Number of steps.
     first_order : bool, default=False
         Treat the inner gradients as constants (first-order MAML).
+    weight : Tensor of shape (n_support,) or None, default=None
+        Row weights, passed to ``loss_fn(output, y, weight)`` when given.
 
     Returns
     -------
@@ -57,7 +63,8 @@ def inner_loop(module, params, X, y, *, loss_fn, inner_lr, steps, first_order=Fa
     """
 
     def support_loss(p):
-        return loss_fn(functional_call(module, p, (X,)), y)
+        output = functional_call(module, p, (X,))
+        return loss_fn(output, y) if weight is None else loss_fn(output, y, weight)
 
     for _ in range(steps):
         grads = grad(support_loss)(params)
@@ -87,18 +94,98 @@ def maml_loss(module, params, batch, *, loss_fn, inner_lr, steps, first_order=Fa
         Query outputs of the adapted models.
     """
 
-    def episode(X_support, y_support, X_query, y_query):
+    def episode(X_support, y_support, X_query, y_query, support_weight=None, query_weight=None):
         adapted = inner_loop(
-            module, params, X_support, y_support,
-            loss_fn=loss_fn, inner_lr=inner_lr, steps=steps, first_order=first_order,
+            module, params, X_support, y_support, loss_fn=loss_fn, inner_lr=inner_lr,
+            steps=steps, first_order=first_order, weight=support_weight,
         )
         outputs = functional_call(module, adapted, (X_query,))
-        return loss_fn(outputs, y_query), outputs
+        if query_weight is None:
+            return loss_fn(outputs, y_query), outputs
+        return loss_fn(outputs, y_query, query_weight), outputs
 
-    losses, outputs = vmap(episode, randomness="different")(
-        batch.X_support, batch.y_support, batch.X_query, batch.y_query
-    )
+    tensors = [batch.X_support, batch.y_support, batch.X_query, batch.y_query]
+    if batch.padded:  # episodes of several sizes: padding rows weigh 0
+        ones = [torch.ones(t.shape[:2], dtype=t.dtype, device=t.device) for t in tensors[::2]]
+        tensors += [w if w is not None else one
+                    for w, one in zip((batch.support_weight, batch.query_weight), ones, strict=True)]
+    losses, outputs = vmap(episode, randomness="different")(*tensors)
+    if batch.padded:  # episodes weigh by their real query rows, as unpadded ones do
+        n_query = tensors[5].sum(-1)
+        return (losses * n_query).sum() / n_query.sum(), outputs
     return losses.mean(), outputs
+
+
+def guarded_inner_loop(module, params, X, y, *, loss_fn, inner_lr, steps, weight=None,
+                       tolerance=1e-6, max_halvings=12):
+    """Adapt ``params`` by gradient steps that never raise the support loss.
+
+    Each step is taken with plain ``torch.autograd`` on leaf tensors (no
+    graph is kept for a meta-gradient). A step that raises the support loss
+    by more than ``tolerance`` (relative) or makes it non-finite is rejected
+    and the step size halved, for this and later steps; adaptation stops when
+    ``max_halvings`` halvings find no step that helps. When every step helps,
+    the result is that of :func:`inner_loop`.
+
+    Parameters
+    ----------
+    module, params, X, y, loss_fn, inner_lr, steps, weight
+        As in :func:`inner_loop`.
+    tolerance : float, default=1e-6
+        Relative rise of the support loss still accepted (rounding).
+    max_halvings : int, default=12
+        Halvings of the step size tried before adaptation stops.
+
+    Returns
+    -------
+    params : dict of str to Tensor
+        The adapted parameters (detached): the last accepted step's, or the
+        starting ones if no step lowered the support loss below its start.
+    report : dict
+        ``step_sizes`` (one per accepted step), ``support_loss`` (at the
+        start and after each accepted step) and ``backtracked`` (whether
+        a step was rejected).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch.nn.functional import mse_loss
+    >>> model = torch.nn.Linear(1, 1, bias=False)
+    >>> X, y = torch.ones(4, 1), torch.full((4, 1), 2.0)
+    >>> params, report = guarded_inner_loop(model, {"weight": torch.zeros(1, 1)}, X, y,
+    ...                                     loss_fn=mse_loss, inner_lr=3.0, steps=1)
+    >>> params["weight"], report["step_sizes"], report["backtracked"]
+    (tensor([[3.]]), [0.75], True)
+    """
+
+    def support_loss(p):
+        output = functional_call(module, p, (X,))
+        return loss_fn(output, y) if weight is None else loss_fn(output, y, weight)
+
+    start = {name: p.detach().requires_grad_() for name, p in params.items()}
+    with torch.enable_grad():
+        current, loss = start, support_loss(start)
+        losses, step_sizes, step_size, backtracked = [loss.item()], [], inner_lr, False
+        for _ in range(steps):
+            grads = torch.autograd.grad(loss, list(current.values()))
+            for _ in range(max_halvings + 1):
+                with torch.no_grad():
+                    candidate = {name: (p - step_size * g).requires_grad_()
+                                 for (name, p), g in zip(current.items(), grads, strict=True)}
+                candidate_loss = support_loss(candidate)
+                value = candidate_loss.item()
+                if value == value and value <= losses[-1] + tolerance * abs(losses[-1]):
+                    break
+                backtracked, step_size = True, step_size / 2
+            else:
+                break  # no step size helps: stop here
+            current, loss = candidate, candidate_loss
+            losses.append(value)
+            step_sizes.append(step_size)
+    if losses[-1] > losses[0]:  # only rounding-sized rises were taken: keep the start
+        current = start
+    report = {"step_sizes": step_sizes, "support_loss": losses, "backtracked": backtracked}
+    return {name: p.detach() for name, p in current.items()}, report
 
 
 class _MAML(MetaLearner):
@@ -132,6 +219,7 @@ class _MAML(MetaLearner):
         train_split=TaskSplit(0.2),
         callbacks=None,
         task_column=None,
+        strict_episodes=False,
         device="auto",
         random_state=None,
         verbose=0,
@@ -156,6 +244,7 @@ class _MAML(MetaLearner):
             train_split=train_split,
             callbacks=callbacks,
             task_column=task_column,
+            strict_episodes=strict_episodes,
             device=device,
             random_state=random_state,
             verbose=verbose,
@@ -163,8 +252,8 @@ class _MAML(MetaLearner):
             **kwargs,
         )
 
-    def _loss(self, outputs, y):
-        return self.criterion_(outputs, y)
+    def _loss(self, outputs, y, weight=None):
+        return self._weighted_loss(outputs, y, weight)
 
     def _steps(self, training):
         if training or self.adapt_steps is None:
@@ -182,19 +271,22 @@ class _MAML(MetaLearner):
         )
         return loss, self._outputs(outputs)
 
-    def _adapt(self, X_support, y_support, n_classes):
-        params = {name: p.detach() for name, p in self._params().items()}
-        adapted = inner_loop(
-            self.module_, params, X_support, y_support, loss_fn=self._loss,
-            inner_lr=self.inner_lr, steps=self._steps(training=False), first_order=True,
+    def _adapt(self, X_support, y_support, n_classes, weight=None):
+        return guarded_inner_loop(
+            self.module_, self._params(), X_support, y_support, loss_fn=self._loss,
+            inner_lr=self.inner_lr, steps=self._steps(training=False), weight=weight,
         )
-        if not all(torch.isfinite(p).all() for p in adapted.values()):
-            raise ValueError(
-                f"Adapting to this support set diverged: {self._steps(training=False)} steps "
-                f"of inner_lr={self.inner_lr} gave non-finite weights. Lower inner_lr or "
-                "adapt_steps, or standardise the features (and, for regression, the targets)."
-            )
-        return {name: p.detach() for name, p in adapted.items()}
+
+    def _warn_backtracked(self, n_backtracked, n_tasks):
+        warnings.warn(
+            f"Adapting to {n_backtracked} of {n_tasks} support set(s), a gradient step of "
+            f"inner_lr={self.inner_lr} raised the support loss, so the step size was halved "
+            "until steps helped (the adapted estimator's adapt_history_ has the step sizes "
+            "and support losses). Lower inner_lr, or standardise the features"
+            f"{'' if self._classification else ' and targets'}.",
+            AdaptationWarning,
+            stacklevel=4,
+        )
 
     def _predict_state(self, state, X):
         return self._outputs(functional_call(self.module_, state, (X,)))
@@ -254,6 +346,12 @@ _MAML_PARAMETERS = """
         ``ProgressBar()``, ``Checkpoint()``, ``LRScheduler()``.
     task_column : str or None, default=None
         In long format, the column of ``X`` that names each row's task.
+    strict_episodes : bool, default=False
+        Whether every task must fill whole episodes (``n_shots + n_queries``
+        rows {per}). By default a smaller class gives fewer shots and
+        queries, episodes of a meta-batch are padded and the padding masked
+        out, and tasks that cannot give an episode at all are left out with
+        a warning.
     device : {{"auto", "cpu", "cuda"}} or torch.device, default="auto"
         "auto" uses CUDA when present.
     random_state : int, RandomState instance or None, default=None
@@ -262,7 +360,7 @@ _MAML_PARAMETERS = """
         1 prints one line per epoch.
     warm_start : bool, default=False
         Whether ``fit`` continues from the current weights.
-    **kwargs : dict
+{extra}    **kwargs : dict
         Routed parameters: ``module__*``, ``optimizer__*``, ``callbacks__*``.
 """
 
@@ -281,7 +379,7 @@ class MAMLClassifier(MetaClassifierMixin, _MAML):
         Classes per episode, and the width of the output layer; None takes
         all classes of each task (then every task must have as many).
 """,
-        per="per class",
+        per="per class", extra="",
     ) + """
     Attributes
     ----------
@@ -334,6 +432,12 @@ class MAMLClassifier(MetaClassifierMixin, _MAML):
 class MAMLRegressor(_MAML):
     _classification = False
 
+    _parameter_constraints = {**_MAML._parameter_constraints, "standardize_targets": ["boolean"]}
+
+    def __init__(self, module=MLP, *, standardize_targets=True, **kwargs):
+        self.standardize_targets = standardize_targets
+        super().__init__(module, **kwargs)
+
     __doc__ = """Model-agnostic meta-learning (MAML) for few-shot regression.
 
     Meta-training learns initial weights such that a few gradient steps on a
@@ -341,7 +445,15 @@ class MAMLRegressor(_MAML):
     first-order MAML. The inner loop is functional (``torch.func``) and the
     episodes of a meta-batch run batched with ``vmap``.
     """ + _MAML_PARAMETERS.format(
-        criterion="``torch.nn.MSELoss``", ways="", per="in all",
+        criterion="``torch.nn.MSELoss``", ways="", per="of the task",
+        extra="""    standardize_targets : bool, default=True
+        Standardise each task's targets by its support set's mean and
+        standard deviation (floored at a tenth of the training tasks'
+        within-task scale) before inner steps, in meta-training and when
+        adapting; predictions come back in the targets' own units. Targets in
+        the hundreds then adapt as stably as targets of unit scale. False
+        adapts on the raw targets.
+""",
         lr_note=(
             "        0.1 suits features and targets of about unit scale. Lower it\n"
             "        where they are larger: 0.01 for the sinusoids of\n"
@@ -384,8 +496,8 @@ class MAMLRegressor(_MAML):
     def _n_outputs(self):
         return 1
 
-    def _loss(self, outputs, y):
-        return self.criterion_(outputs.squeeze(-1), y)
+    def _loss(self, outputs, y, weight=None):
+        return self._weighted_loss(outputs.squeeze(-1), y, weight)
 
     def _outputs(self, outputs):
         return outputs.squeeze(-1)

@@ -11,8 +11,8 @@ import torch
 from ._base import MetaClassifierMixin, MetaLearner
 
 
-def prototypes(embeddings, labels, n_classes):
-    """Mean embedding of each class.
+def prototypes(embeddings, labels, n_classes, weight=None):
+    """Mean embedding of each class, weighted by ``weight`` if given.
 
     Parameters
     ----------
@@ -20,6 +20,8 @@ def prototypes(embeddings, labels, n_classes):
     labels : LongTensor of shape (..., n_support)
         Episode labels in ``0 .. n_classes - 1``.
     n_classes : int
+    weight : Tensor of shape (..., n_support) or None, default=None
+        Row weights (0 for padding); None weighs rows alike.
 
     Returns
     -------
@@ -33,6 +35,8 @@ def prototypes(embeddings, labels, n_classes):
             [5.]])
     """
     one_hot = torch.nn.functional.one_hot(labels, n_classes).to(embeddings.dtype)
+    if weight is not None:
+        one_hot = one_hot * weight.to(embeddings.dtype).unsqueeze(-1)
     sums = one_hot.transpose(-1, -2) @ embeddings
     return sums / one_hot.sum(-2).unsqueeze(-1)
 
@@ -110,6 +114,12 @@ class ProtoNetClassifier(MetaClassifierMixin, MetaLearner):
         ``ProgressBar()``, ``Checkpoint()``, ``LRScheduler()``.
     task_column : str or None, default=None
         In long format, the column of ``X`` that names each row's task.
+    strict_episodes : bool, default=False
+        Whether every class must fill whole episodes (``n_shots +
+        n_queries`` rows). By default a smaller class gives fewer shots and
+        queries, episodes of a meta-batch are padded and the padding masked
+        out, and tasks that cannot give an episode at all are left out with
+        a warning.
     device : {"auto", "cpu", "cuda"} or torch.device, default="auto"
         "auto" uses CUDA when present.
     random_state : int, RandomState instance or None, default=None
@@ -157,14 +167,16 @@ class ProtoNetClassifier(MetaClassifierMixin, MetaLearner):
 
     def _episode_loss(self, batch, training):
         n_ways = self.n_ways_
-        centres = prototypes(_embed(self.module_, batch.X_support), batch.y_support, n_ways)
+        centres = prototypes(_embed(self.module_, batch.X_support), batch.y_support, n_ways,
+                             batch.support_weight)
         logits = prototypical_logits(_embed(self.module_, batch.X_query), centres)
-        loss = self.criterion_(logits.reshape(-1, n_ways), batch.y_query.reshape(-1))
+        loss = self._weighted_loss(logits.reshape(-1, n_ways), batch.y_query.reshape(-1),
+                                   None if batch.query_weight is None else batch.query_weight.reshape(-1))
         return loss, logits
 
-    def _adapt(self, X_support, y_support, n_classes):
+    def _adapt(self, X_support, y_support, n_classes, weight=None):
         with torch.no_grad():
-            return prototypes(self.module_(X_support), y_support, n_classes)
+            return prototypes(self.module_(X_support), y_support, n_classes, weight), None
 
     def _predict_state(self, state, X):
         return prototypical_logits(self.module_(X), state)
@@ -186,5 +198,12 @@ class ProtoNetClassifier(MetaClassifierMixin, MetaLearner):
         """
         self._check_meta_fitted()
         X = self._validate_X(X)
-        with self._evaluating(), torch.no_grad():
-            return self.module_(self._tensor(X)).cpu().numpy().astype(np.float64)
+        with self._lock, self._evaluating(), torch.no_grad():
+            out = self.module_(self._tensor(X)).cpu().numpy().astype(np.float64)
+        if not np.isfinite(out).all():
+            raise ValueError(
+                "The embedding overflowed float32 for some rows (largest feature magnitude "
+                f"{float(np.abs(X).max(initial=0)):.3g}); standardise the features, e.g. with "
+                "sklearn.preprocessing.StandardScaler."
+            )
+        return out

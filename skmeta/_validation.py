@@ -6,9 +6,10 @@ import torch
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 from sklearn.utils import check_array
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils.validation import _get_feature_names
+from sklearn.utils.validation import _get_feature_names, column_or_1d
 
 from .tasks import Task, TaskCollection
+from .tasks._task import group_rows
 
 
 def _where(task):
@@ -86,6 +87,35 @@ def check_finite(X, *, what="X", task=None):
     )
 
 
+_FLOAT_DTYPES = (np.float32, np.float64)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_float32_range(X, *, what="X", task=None):
+    """Raise a ValueError if finite values of ``X`` overflow float32.
+
+    The backbones compute in float32, where values beyond about 3.4e38
+    become infinity.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmeta._validation import check_float32_range
+    >>> check_float32_range(np.array([[1.0], [1e39]]))
+    Traceback (most recent call last):
+    ...
+    ValueError: X holds values that overflow float32 (largest magnitude 1e+39, ...
+    """
+    largest = float(np.abs(X).max(initial=0.0))
+    if largest > _FLOAT32_MAX:
+        raise ValueError(
+            f"X{_where(task)} holds values that overflow float32 (largest magnitude "
+            f"{largest:.3g}, float32 stops at {_FLOAT32_MAX:.3g}); meta-learners compute "
+            "in float32: rescale the features, e.g. with sklearn.preprocessing."
+            "StandardScaler in a Pipeline.".replace("X", what, 1)
+        )
+
+
 def check_features(X, *, what="X", task=None):
     """Features as a finite, writable float32 array of shape (n_rows, n_features).
 
@@ -116,12 +146,15 @@ def check_features(X, *, what="X", task=None):
     """
     check_numeric_columns(X, what=what, task=task)
     try:
-        X = check_array(X, dtype=np.float32, ensure_all_finite=False, input_name=what)
+        X = check_array(X, dtype=_FLOAT_DTYPES, ensure_all_finite=False, input_name=what)
     except ValueError as exc:
         if "convert" in str(exc):
             raise ValueError(_non_numeric_message(what, task)) from exc
         raise ValueError(f"{what}{_where(task)}: {exc}") from exc
     check_finite(X, what=what, task=task)
+    if X.dtype != np.float32:
+        check_float32_range(X, what=what, task=task)
+        X = X.astype(np.float32)
     # A float32 DataFrame gives a read-only view (pandas copy-on-write), which
     # torch.as_tensor warns about; copy only then.
     return np.require(X, requirements="W")
@@ -158,6 +191,14 @@ def check_targets(y, *, classification, what="y", task=None):
     y = np.asarray(y)
     if y.ndim != 1:
         raise ValueError(f"{what}{_where(task)} must be one-dimensional; got shape {y.shape}.")
+    if y.dtype.kind in "OfcmM":
+        missing = pd.isna(y)
+        if missing.any():
+            raise ValueError(
+                f"{what}{_where(task)} has missing {'labels' if classification else 'targets'} "
+                f"(NaN, None or NA) in {int(missing.sum())} of {y.shape[0]} rows, the first "
+                f"at row {int(np.flatnonzero(missing)[0])}; drop those rows first."
+            )
     if classification:
         try:
             check_classification_targets(y)
@@ -171,14 +212,33 @@ def check_targets(y, *, classification, what="y", task=None):
             ) from exc
         return y
     try:
-        y = y.astype(np.float32)
+        y = y.astype(np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(
             f"{what}{_where(task)} must hold numbers for regression; got dtype {y.dtype}."
         ) from exc
     if not np.isfinite(y).all():
         raise ValueError(f"{what}{_where(task)} contains NaN or infinity; drop those rows.")
-    return y
+    check_float32_range(y, what=what, task=task)
+    return y.astype(np.float32)
+
+
+def _check_long_format_arguments(X, y, task_column):
+    if task_column is None:
+        raise ValueError(
+            "X is a DataFrame but task_column is None; set task_column to the "
+            "column that says which task each row belongs to, or pass a "
+            "TaskCollection."
+        )
+    if task_column not in X.columns:
+        raise ValueError(
+            f"task_column={task_column!r} is not a column of X (columns: "
+            f"{list(X.columns)[:10]}); after a ColumnTransformer, pass it "
+            "through with 'passthrough', verbose_feature_names_out=False and "
+            "set_output(transform='pandas')."
+        )
+    if y is None:
+        raise ValueError("Long-format input needs y, the target of each row of X.")
 
 
 def as_task_collection(X, y=None, *, task_column=None):
@@ -213,22 +273,8 @@ def as_task_collection(X, y=None, *, task_column=None):
     if isinstance(X, TaskCollection):
         return X
     if isinstance(X, pd.DataFrame):
-        if task_column is None:
-            raise ValueError(
-                "X is a DataFrame but task_column is None; set task_column to the "
-                "column that says which task each row belongs to, or pass a "
-                "TaskCollection."
-            )
-        if task_column not in X.columns:
-            raise ValueError(
-                f"task_column={task_column!r} is not a column of X (columns: "
-                f"{list(X.columns)[:10]}); after a ColumnTransformer, pass it "
-                "through with 'passthrough', verbose_feature_names_out=False and "
-                "set_output(transform='pandas')."
-            )
-        if y is None:
-            raise ValueError("Long-format input needs y, the target of each row of X.")
-        return TaskCollection.from_arrays(X.drop(columns=[task_column]), y, X[task_column].to_numpy())
+        _check_long_format_arguments(X, y, task_column)
+        return TaskCollection.from_arrays(X.drop(columns=[task_column]), y, X[task_column])
     if isinstance(X, (list, tuple)) and y is None:
         return TaskCollection(X)
     raise TypeError(
@@ -239,18 +285,64 @@ def as_task_collection(X, y=None, *, task_column=None):
     )
 
 
-def check_task_collection(tasks, *, classification, sampler):
+def check_long_format(X, y, *, task_column, classification):
+    """Validate a long-format table once, then split it into tasks.
+
+    One pass over the whole table (a single ``check_array``), not one per
+    task: the tasks hold float32 arrays that need no further conversion.
+
+    Parameters
+    ----------
+    X : DataFrame
+        Features and the column ``task_column``.
+    y : array-like of shape (n_rows,)
+    task_column : str or int
+    classification : bool
+
+    Returns
+    -------
+    tasks : TaskCollection
+    n_features : int
+    feature_names : ndarray of str or None
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from skmeta._validation import check_long_format
+    >>> X = pd.DataFrame({"shop": ["a", "b", "a"], "x": [1.0, 2.0, 3.0]})
+    >>> tasks, n_features, names = check_long_format(X, [0, 1, 1], task_column="shop",
+    ...                                              classification=True)
+    >>> tasks.names, n_features, names.tolist()
+    (['a', 'b'], 1, ['x'])
+    """
+    _check_long_format_arguments(X, y, task_column)
+    features = X.drop(columns=[task_column])
+    feature_names = _get_feature_names(features)
+    array = check_features(features)
+    y = column_or_1d(np.asarray(y, dtype=object) if isinstance(y, list) else y, warn=False)
+    targets = check_targets(y, classification=classification)
+    if targets.shape[0] != array.shape[0]:
+        raise ValueError(
+            f"X has {array.shape[0]} rows but y has {targets.shape[0]}; pass one target per row."
+        )
+    names, rows = group_rows(X[task_column], what=f"Column {task_column!r}")
+    tasks = TaskCollection(Task(array[r], targets[r], name=n) for n, r in zip(names, rows, strict=True))
+    return tasks, array.shape[1], feature_names
+
+
+def check_task_collection(tasks, *, classification, sampler=None):
     """Validate every task; return numeric tasks, their width and feature names.
 
     Every task must have numeric, finite features of one width (and the same
-    column names, if any) and targets that can yield an episode.
+    column names, if any) and valid targets. Whether a task can give an
+    episode is the caller's question (see ``EpisodeSampler.why_not``).
 
     Parameters
     ----------
     tasks : TaskCollection
     classification : bool
-    sampler : EpisodeSampler
-        Checks that each task can yield an episode.
+    sampler : EpisodeSampler or None, default=None
+        If given, every task must yield an episode.
 
     Returns
     -------
@@ -291,7 +383,8 @@ def check_task_collection(tasks, *, classification, sampler):
                 f"Task {task.name!r} has other feature names than task {first!r}; "
                 "give every task the same columns in the same order."
             )
-        sampler.check(y, task=task.name)
+        if sampler is not None:
+            sampler.check(y, task=task.name)
         checked.append(Task(X, y, name=task.name))
     return TaskCollection(checked), n_features, feature_names
 

@@ -93,7 +93,7 @@ def test_meta_learners_train_on_n_way_episodes_of_one_many_class_task(cls, fast_
 def test_n_ways_skips_classes_too_small_for_an_episode():
     X, y = _task(["big1", "big2", "tiny"], 10)
     y[np.flatnonzero(y == "tiny")[2:]] = "big1"  # "tiny" keeps 2 rows
-    sampler = EpisodeSampler(n_ways=2, n_shots=2, n_queries=2)
+    sampler = EpisodeSampler(n_ways=2, n_shots=2, n_queries=2, strict=True)
     sampler.check(y)  # two classes are large enough
     for seed in range(5):
         episode = sampler.sample(X, y, np.random.default_rng(seed))
@@ -157,11 +157,11 @@ def test_regression_draws_n_shots_and_n_queries_rows():
 
 
 @pytest.mark.parametrize("dtype", [str, object])
-def test_check_names_the_short_class_and_task(dtype):
+def test_strict_check_names_the_short_class_and_task(dtype):
     y = np.array(["a"] * 20 + ["b"] * 4, dtype=dtype)
-    with pytest.raises(ValueError, match=r"n_shots \+ n_queries = 8 exceeds the 4 rows of class "
-                                         r"'b' in task 'store_7'; lower n_shots or n_queries"):
-        EpisodeSampler(n_shots=3, n_queries=5).check(y, task="store_7")
+    with pytest.raises(ValueError, match=r"Class 'b' of task 'store_7' has 4 row\(s\) but an episode needs "
+                                         r"n_shots \+ n_queries = 8; lower n_shots or n_queries"):
+        EpisodeSampler(n_shots=3, n_queries=5, strict=True).check(y, task="store_7")
 
 
 def test_check_needs_enough_classes():
@@ -171,20 +171,65 @@ def test_check_needs_enough_classes():
         EpisodeSampler(n_ways=5, n_shots=1, n_queries=1).check(np.repeat([0, 1, 2], 5), task="x")
 
 
-def test_check_with_n_ways_needs_that_many_large_enough_classes():
+def test_strict_check_with_n_ways_needs_that_many_large_enough_classes():
     y = np.array([0] * 10 + [1] * 10 + [2] * 3 + [3] * 2)
-    EpisodeSampler(n_ways=2, n_shots=2, n_queries=2).check(y)
-    with pytest.raises(ValueError, match=r"= 4 exceeds the 3 rows of class 2 in task 't', so 2 of its "
-                                         r"classes can fill an episode but n_ways=3; lower n_shots or "
-                                         r"n_queries, or n_ways"):
-        EpisodeSampler(n_ways=3, n_shots=2, n_queries=2).check(y, task="t")
+    EpisodeSampler(n_ways=2, n_shots=2, n_queries=2, strict=True).check(y)
+    with pytest.raises(ValueError, match=r"has 3 row\(s\) but an episode needs n_shots \+ n_queries = 4, so "
+                                         r"2 of its classes can give an episode but n_ways=3; lower n_shots"):
+        EpisodeSampler(n_ways=3, n_shots=2, n_queries=2, strict=True).check(y, task="t")
+    # Without strict, a class of two rows gives a shot and a query.
+    EpisodeSampler(n_ways=4, n_shots=2, n_queries=2).check(y, task="t")
 
 
-def test_check_regression_counts_rows():
-    sampler = EpisodeSampler(n_shots=5, n_queries=10, classification=False)
+def test_strict_check_regression_counts_rows():
+    sampler = EpisodeSampler(n_shots=5, n_queries=10, classification=False, strict=True)
     sampler.check(np.zeros(15))
-    with pytest.raises(ValueError, match=r"n_shots \+ n_queries = 15 exceeds the 14 rows of task 'sin_3'"):
+    with pytest.raises(ValueError, match=r"Task 'sin_3' has 14 row\(s\) but an episode needs n_shots \+ "
+                                         r"n_queries = 15"):
         sampler.check(np.zeros(14), task="sin_3")
+    lenient = EpisodeSampler(n_shots=5, n_queries=10, classification=False)
+    episode = lenient.sample(np.arange(3.0)[:, None], np.arange(3.0), np.random.default_rng(0))
+    assert episode.y_support.shape == (2,) and episode.y_query.shape == (1,)
+    with pytest.raises(ValueError, match=r"Task 'one' has 1 row\(s\) but an episode needs 2"):
+        lenient.check(np.zeros(1), task="one")
+
+
+@pytest.mark.parametrize("n_rows, shots, queries", [(2, 1, 1), (3, 2, 1), (6, 3, 3), (12, 3, 5)])
+def test_small_classes_give_smaller_episodes_of_disjoint_rows(n_rows, shots, queries):
+    X, y = _task(["big", "small"], 12)
+    keep = np.r_[np.flatnonzero(y == "big"), np.flatnonzero(y == "small")[:n_rows]]
+    X, y = X[keep], y[keep]
+    episode = EpisodeSampler(n_shots=3, n_queries=5).sample(X, y, np.random.default_rng(0))
+    np.testing.assert_array_equal(np.bincount(episode.y_support), [3, shots])
+    np.testing.assert_array_equal(np.bincount(episode.y_query), [5, queries])
+    support, query = _rows(episode.X_support), _rows(episode.X_query)
+    assert not set(support) & set(query)
+    label_of_row = dict(zip(_rows(X), y, strict=True))
+    np.testing.assert_array_equal(episode.classes[episode.y_query], [label_of_row[r] for r in query])
+
+
+def test_full_episodes_are_drawn_as_the_strict_sampler_draws_them():
+    X, y = _task(["a", "b", "c"], 12)
+    for strict in (False, True):
+        episode = EpisodeSampler(n_shots=3, n_queries=4, strict=strict).sample(X, y, np.random.default_rng(3))
+        if strict:
+            assert _same(episode, lenient)
+        lenient = episode
+
+
+def test_padded_batches_weight_real_rows_one_and_padding_zero():
+    sampler = EpisodeSampler(n_shots=3, n_queries=4)
+    X, y = _task(["a", "b"], 10)
+    small = np.r_[np.flatnonzero(y == "a"), np.flatnonzero(y == "b")[:3]]
+    rng = np.random.default_rng(0)
+    episodes = [sampler.sample(X, y, rng), sampler.sample(X[small], y[small], rng)]
+    batch = EpisodeBatch.stack(episodes)
+    assert batch.padded and tuple(batch.X_support.shape) == (2, 6, 3)
+    np.testing.assert_array_equal(batch.support_weight.numpy(), [[1] * 6, [1, 1, 1, 1, 1, 0]])
+    np.testing.assert_array_equal(batch.query_weight.numpy(), [[1] * 8, [1] * 5 + [0] * 3])
+    real = batch.support_weight[1].bool()
+    np.testing.assert_array_equal(batch.X_support[1][real].numpy(), episodes[1].X_support.astype(np.float32))
+    assert not EpisodeBatch.stack(episodes[:1]).padded
 
 
 # ------------------------------------------------------- EpisodeBatch, Loader

@@ -145,12 +145,37 @@ def test_from_frame_takes_rows_by_position_when_index_labels_repeat():
     np.testing.assert_array_equal(s1.y, ["yes", "no", "yes"])
 
 
-def test_from_frame_drops_rows_without_a_task_and_uses_plain_names():
-    df = pd.DataFrame({"shop": [2, 1, np.nan, 2], "x": [1.0, 2.0, 3.0, 4.0], "y": [0, 1, 1, 0]})
+def test_from_frame_uses_plain_names():
+    df = pd.DataFrame({"shop": [2.0, 1.0, 3.0, 2.0], "x": [1.0, 2.0, 3.0, 4.0], "y": [0, 1, 1, 0]})
     tasks = TaskCollection.from_frame(df, task="shop", target="y")
-    assert tasks.names == [1.0, 2.0]
+    assert tasks.names == [1.0, 2.0, 3.0]
     assert type(tasks.names[0]) is float  # not np.float64: it reads plainly in messages
-    assert [task.n_rows for task in tasks] == [1, 2]
+    assert [task.n_rows for task in tasks] == [1, 2, 1]
+    assert tasks[1].X["x"].tolist() == [1.0, 4.0]
+
+
+@pytest.mark.parametrize("missing", [np.nan, None, pd.NA])
+def test_rows_without_a_task_id_are_refused_alike_on_both_paths(missing):
+    shop = pd.Series(["b", "a", missing, "b"], dtype=object)
+    df = pd.DataFrame({"shop": shop, "x": [1.0, 2.0, 3.0, 4.0], "y": [0, 1, 1, 0]})
+    message = r"no task id \(NaN, None or NA\) in 1 of 4 rows, the first at row 2; drop those rows"
+    with pytest.raises(ValueError, match=message):
+        TaskCollection.from_frame(df, task="shop", target="y")
+    with pytest.raises(ValueError, match=message):
+        TaskCollection.from_arrays(df[["x"]], df["y"], df["shop"])
+
+
+def test_mixed_task_id_types_are_grouped_and_ordered_by_type_then_value():
+    tasks = TaskCollection.from_arrays(np.arange(5.0)[:, None], [0, 1, 0, 1, 0], ["b", 3, "b", 3, "a"])
+    assert tasks.names == [3, "a", "b"]
+    assert [task.X[:, 0].tolist() for task in tasks] == [[1.0, 3.0], [4.0], [0.0, 2.0]]
+
+
+def test_two_dimensional_groups_and_zero_dimensional_X_are_value_errors():
+    with pytest.raises(ValueError, match="groups must be one-dimensional"):
+        TaskCollection.from_arrays(np.zeros((4, 2)), [0, 1, 0, 1], np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="must be two-dimensional"):
+        Task(np.array(5.0), [1])
 
 
 @pytest.mark.parametrize("role, kwargs", [("task", dict(task="shop", target="sold")),

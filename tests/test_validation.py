@@ -98,27 +98,53 @@ def test_empty_collection(fitted, method, empty):
                    "The task collection is empty; pass at least one task")
 
 
-@pytest.mark.parametrize("method", ["fit", "partial_fit", "score"])
-def test_task_smaller_than_an_episode(fitted, method):
-    tasks = _training_tasks(type(fitted))
+def _with_a_small_task(tasks, classification, n_small):
+    """Task 2 keeps ``n_small`` rows of one class (or in all, for regression)."""
     small = tasks[2]
-    keep = np.concatenate([np.flatnonzero(small.y != small.y[0]), np.flatnonzero(small.y == small.y[0])[:3]])
-    if not fitted._classification:
-        keep = np.arange(4)
-    bad = _with_row(tasks, 2, Task(small.X[keep], small.y[keep], name=small.name))
-    what = r"rows of class \d+ in task 'blobs_2'" if fitted._classification else "rows of task 'sinusoid_2'"
-    assert_refused(fitted, lambda: getattr(fitted, method)(bad), ValueError,
-                   rf"n_shots \+ n_queries = 5 exceeds the [34] {what}; lower n_shots or n_queries")
+    keep = np.concatenate([np.flatnonzero(small.y != small.y[0]), np.flatnonzero(small.y == small.y[0])[:n_small]])
+    if not classification:
+        keep = np.arange(n_small)
+    return _with_row(tasks, 2, Task(small.X[keep], small.y[keep], name=small.name))
+
+
+@pytest.mark.parametrize("method", ["fit", "partial_fit", "score"])
+def test_strict_episodes_refuse_a_task_smaller_than_an_episode(fitted, method):
+    bad = _with_a_small_task(_training_tasks(type(fitted)), fitted._classification, 3)
+    what = r"class \d+ of task 'blobs_2' has 3" if fitted._classification else "task 'sinusoid_2' has 3"
+    fitted.set_params(strict_episodes=True)
+    try:
+        assert_refused(fitted, lambda: getattr(fitted, method)(bad), ValueError,
+                       rf"1 of the 6 tasks cannot give an episode for .*{what} row\(s\) but an episode "
+                       r"needs n_shots \+ n_queries = 5.* set strict_episodes=False")
+    finally:
+        fitted.set_params(strict_episodes=False)
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_a_task_with_few_rows_gives_smaller_episodes(cls, fast_params):
+    bad = _with_a_small_task(_training_tasks(cls), cls._classification, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is left out: no warning
+        meta = cls(**fast_params).fit(bad)
+    assert meta.history_[-1, "train_loss"] == pytest.approx(meta.history_[-1, "train_loss"])
+    assert np.isfinite(meta.history_[-1, "train_loss"])
 
 
 @pytest.mark.parametrize("cls", CLASSIFIERS)
-def test_task_with_one_class(cls, fast_params):
+def test_tasks_that_cannot_give_an_episode_are_left_out_with_one_warning(cls, fast_params):
     tasks = _training_tasks(cls)
     lonely = Task(tasks[0].X, np.zeros(tasks[0].n_rows, dtype=int), name="lonely")
-    with pytest.raises(ValueError, match=r"Task 'lonely' has 1 class\(es\) \[0\] but episodes need 2"):
-        cls(**fast_params).fit(_with_row(tasks, 1, lonely))
-    with pytest.raises(ValueError, match=r"Task 'lonely' has 1 class\(es\) \[0\] but episodes need 3 "
-                                         r"\(n_ways=3\); drop that task or lower n_ways"):
+    single = Task(tasks[1].X[:11], np.r_[np.zeros(10, dtype=int), 1], name="single_row")
+    with pytest.warns(UserWarning, match=r"2 of 6 tasks cannot give an episode and are left out of "
+                                         r"meta-training: task 'lonely' has 1 class.*class 1 of task "
+                                         r"'single_row' has 1 row") as record:
+        meta = cls(**fast_params).fit(_with_row(_with_row(tasks, 1, lonely), 3, single))
+    assert len([w for w in record if "cannot give an episode" in str(w.message)]) == 1
+    with pytest.warns(UserWarning, match=r"1 of 2 tasks cannot give an episode and are left out of scoring"):
+        meta.score(TaskCollection([lonely, tasks[2]]))
+    with pytest.raises(ValueError, match=r"None of the 1 tasks can give an episode for meta-training: "
+                                         r"task 'lonely' has 1 class\(es\) \[0\] but episodes need 3 "
+                                         r"\(n_ways=3\)"):
         cls(**{**fast_params, "n_ways": 3}).fit(TaskCollection([lonely]))
 
 
@@ -169,7 +195,7 @@ def test_nan_in_regression_targets(fast_params):
     tasks = _training_tasks(MAMLRegressor)
     y = tasks[1].y.copy()
     y[0] = np.nan
-    with pytest.raises(ValueError, match="y of task 'sinusoid_1' contains NaN or infinity; drop those rows"):
+    with pytest.raises(ValueError, match=r"y of task 'sinusoid_1' has missing targets \(NaN, None or NA\) in 1 of 10 rows"):
         MAMLRegressor(**fast_params).fit(_with_row(tasks, 1, Task(tasks[1].X, y, name="sinusoid_1")))
 
 
@@ -195,7 +221,7 @@ def test_nan_class_labels(cls, fast_params):
     tasks = _training_tasks(cls)
     y = tasks[1].y.astype(float)
     y[4] = np.nan
-    with pytest.raises(ValueError, match="y of task 'blobs_1': Input y contains NaN. Drop those rows"):
+    with pytest.raises(ValueError, match=r"y of task 'blobs_1' has missing labels \(NaN, None or NA\) in 1 of 20 rows"):
         cls(**fast_params).fit(_with_row(tasks, 1, Task(tasks[1].X, y, name="blobs_1")))
 
 
@@ -212,14 +238,34 @@ def test_partial_fit_on_tasks_of_other_ways(fitted_classifier):
                                           ("n_episodes", 2.5), ("lr", -1.0)])
 def test_invalid_hyperparameters_are_named(fitted, method, param, value):
     valid = fitted.get_params()[param]
+    before = _outputs(fitted)
     fitted.set_params(**{param: value})
     try:
         name = type(fitted).__name__
-        assert_refused(fitted, lambda: getattr(fitted, method)(_training_tasks(type(fitted))),
-                       InvalidParameterError,
-                       rf"The '{param}' parameter of {name} must be .* Got {value!r} instead")
+        with pytest.raises(InvalidParameterError,
+                           match=rf"The '{param}' parameter of {name} must be .* Got {value!r} instead"):
+            getattr(fitted, method)(_training_tasks(type(fitted)))
     finally:
         fitted.set_params(**{param: valid})
+    np.testing.assert_array_equal(_outputs(fitted), before)
+
+
+@pytest.mark.parametrize("method", ["adapt", "predict", "score"])
+@pytest.mark.parametrize("param, value", [("n_shots", 0), ("meta_batch_size", 0), ("lr", -1.0)])
+def test_parameters_changed_after_fit_are_checked_again(fitted, method, param, value):
+    X_support, y_support, X_query = _new_task(type(fitted))
+    calls = {"adapt": lambda: fitted.adapt(X_support, y_support),
+             "predict": lambda: fitted.predict(X_query, X_support, y_support),
+             "score": lambda: fitted.score(_training_tasks(type(fitted)))}
+    valid = fitted.get_params()[param]
+    before = _outputs(fitted)
+    fitted.set_params(**{param: value})
+    try:
+        with pytest.raises(InvalidParameterError, match=rf"The '{param}' parameter"):
+            calls[method]()
+    finally:
+        fitted.set_params(**{param: valid})
+    np.testing.assert_array_equal(_outputs(fitted), before)
 
 
 @pytest.mark.parametrize("as_list", [False, True], ids=["collection", "list"])
@@ -336,7 +382,7 @@ def test_nan_in_support_targets_of_a_regressor(fitted):
     y = y_support.copy()
     y[2] = np.nan
     assert_refused(fitted, lambda: fitted.adapt(X_support, y), ValueError,
-                   "y_support contains NaN or infinity; drop those rows")
+                   r"y_support has missing targets \(NaN, None or NA\) in 1 of 6 rows")
 
 
 @pytest.mark.filterwarnings("ignore:X has feature names:UserWarning")

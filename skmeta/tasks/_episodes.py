@@ -56,6 +56,13 @@ class Episode:
 class EpisodeSampler:
     """Draw seeded N-way K-shot episodes from tasks.
 
+    Real tables have small groups: a class with fewer rows than
+    ``n_shots + n_queries`` still gives an episode (unless ``strict``), with
+    fewer support rows (``n_shots`` at most, one at least) and the class's
+    other rows as queries (one at least). A task that cannot give any episode
+    (fewer than two classes with two rows, or fewer than ``n_ways`` of them)
+    is reported by :meth:`why_not`.
+
     Parameters
     ----------
     n_ways : int or None, default=None
@@ -68,6 +75,9 @@ class EpisodeSampler:
         Query rows per class (classification) or in all (regression).
     classification : bool, default=True
         Whether targets are class labels.
+    strict : bool, default=False
+        Whether every class (or regression task) must hold ``n_shots +
+        n_queries`` rows; then episodes all have one shape.
 
     Examples
     --------
@@ -78,22 +88,78 @@ class EpisodeSampler:
     >>> episode = sampler.sample(X, y, np.random.default_rng(0))
     >>> episode.classes, episode.y_support
     (array(['a', 'b'], dtype='<U1'), array([0, 0, 1, 1]))
+
+    A class of three rows gives two shots and one query:
+
+    >>> y_small = np.array(["a"] * 7 + ["b"] * 3)
+    >>> episode = sampler.sample(X, y_small, np.random.default_rng(0))
+    >>> np.bincount(episode.y_support), np.bincount(episode.y_query)
+    (array([2, 2]), array([3, 1]))
     """
 
-    def __init__(self, *, n_ways=None, n_shots=5, n_queries=15, classification=True):
+    def __init__(self, *, n_ways=None, n_shots=5, n_queries=15, classification=True, strict=False):
         self.n_ways = n_ways
         self.n_shots = n_shots
         self.n_queries = n_queries
         self.classification = classification
+        self.strict = strict
 
     @property
     def rows_needed(self):
-        """Rows an episode takes from each class (or from the task)."""
+        """Rows a full episode takes from each class (or from the task)."""
         return self.n_shots + self.n_queries
+
+    @property
+    def _min_rows(self):
+        """Rows a class (or task) needs to give any episode at all."""
+        return self.rows_needed if self.strict else 2
 
     def ways(self, y):
         """Number of classes an episode of a task with targets ``y`` has."""
         return self.n_ways if self.n_ways is not None else np.unique(y).shape[0]
+
+    def why_not(self, y, *, task=None):
+        """Why ``y`` cannot give an episode, or None when it can.
+
+        Parameters
+        ----------
+        y : ndarray of shape (n_rows,)
+            The task's targets.
+        task : object, default=None
+            The task's name, for the message.
+
+        Returns
+        -------
+        str or None
+        """
+        if not self.classification:
+            if y.shape[0] < self._min_rows:
+                need = "n_shots + n_queries = " if self.strict else ""
+                return (
+                    f"task {task!r} has {y.shape[0]} row(s) but an episode needs "
+                    f"{need}{self._min_rows}"
+                )
+            return None
+        classes, counts = np.unique(y, return_counts=True)
+        ways = self.ways(y)
+        if classes.shape[0] < max(ways, 2):
+            return (
+                f"task {task!r} has {classes.shape[0]} class(es) {classes.tolist()} but "
+                f"episodes need {max(ways, 2)} (n_ways={self.n_ways})"
+            )
+        # The ways-th largest class must fill an episode; name it if it cannot.
+        limiting = np.argsort(counts, kind="stable")[classes.shape[0] - ways]
+        if counts[limiting] < self._min_rows:
+            also = ""
+            if ways < classes.shape[0]:
+                n_enough = int((counts >= self._min_rows).sum())
+                also = f", so {n_enough} of its classes can give an episode but n_ways={ways}"
+            need = f"n_shots + n_queries = {self.rows_needed}" if self.strict else "2 (a shot and a query)"
+            return (
+                f"class {_python_scalar(classes[limiting])!r} of task {task!r} has "
+                f"{counts[limiting]} row(s) but an episode needs {need}{also}"
+            )
+        return None
 
     def check(self, y, *, task=None):
         """Raise a ValueError that says why ``y`` cannot yield an episode.
@@ -105,35 +171,16 @@ class EpisodeSampler:
         task : object, default=None
             The task's name, for the message.
         """
-        if not self.classification:
-            if y.shape[0] < self.rows_needed:
-                raise ValueError(
-                    f"n_shots + n_queries = {self.rows_needed} exceeds the "
-                    f"{y.shape[0]} rows of task {task!r}; lower n_shots or "
-                    "n_queries, or drop that task."
-                )
-            return
-        classes, counts = np.unique(y, return_counts=True)
-        ways = self.ways(y)
-        if classes.shape[0] < max(ways, 2):
-            raise ValueError(
-                f"Task {task!r} has {classes.shape[0]} class(es) {classes.tolist()} "
-                f"but episodes need {max(ways, 2)} (n_ways={self.n_ways}); drop "
-                "that task or lower n_ways."
-            )
-        # The ways-th largest class must fill an episode; name it if it cannot.
-        limiting = np.argsort(counts, kind="stable")[classes.shape[0] - ways]
-        if counts[limiting] < self.rows_needed:
-            also = ""
-            if ways < classes.shape[0]:
-                n_enough = int((counts >= self.rows_needed).sum())
-                also = f", so {n_enough} of its classes can fill an episode but n_ways={ways}"
-            raise ValueError(
-                f"n_shots + n_queries = {self.rows_needed} exceeds the "
-                f"{counts[limiting]} rows of class {_python_scalar(classes[limiting])!r} in task "
-                f"{task!r}{also}; lower n_shots or n_queries"
-                f"{', or n_ways' if also else ''}, or drop that task."
-            )
+        reason = self.why_not(y, task=task)
+        if reason is not None:
+            fix = "lower n_shots or n_queries, " if self.strict else ""
+            raise ValueError(f"{reason[0].upper()}{reason[1:]}; {fix}or drop that task.")
+
+    def _split(self, rows, query):
+        """Support and query positions from shuffled ``rows`` of one class or task."""
+        n_shots = min(self.n_shots, rows.shape[0] - 1)
+        stop = n_shots + self.n_queries if query == "sampled" else None
+        return rows[:n_shots], rows[n_shots:stop]
 
     def sample(self, X, y, rng, *, task=None, query="sampled"):
         """Draw one episode from a task.
@@ -156,25 +203,23 @@ class EpisodeSampler:
         """
         if query not in ("sampled", "rest"):
             raise ValueError(f"query must be 'sampled' or 'rest'; got {query!r}.")
+        self.check(y, task=task)
         if not self.classification:
-            rows = rng.permutation(y.shape[0])
-            stop = self.rows_needed if query == "sampled" else None
-            support, query_rows = rows[: self.n_shots], rows[self.n_shots : stop]
+            support, query_rows = self._split(rng.permutation(y.shape[0]), query)
             return Episode(X[support], y[support], X[query_rows], y[query_rows], task=task)
 
         classes, counts = np.unique(y, return_counts=True)
-        eligible = classes[counts >= self.rows_needed]
+        eligible = classes[counts >= self._min_rows]
         ways = self.ways(y)
         if ways < eligible.shape[0]:
             eligible = np.sort(rng.choice(eligible, ways, replace=False))
         support, query_rows, y_support, y_query = [], [], [], []
         for label, cls in enumerate(eligible):
-            rows = rng.permutation(np.flatnonzero(y == cls))
-            stop = self.rows_needed if query == "sampled" else None
-            support.append(rows[: self.n_shots])
-            query_rows.append(rows[self.n_shots : stop])
-            y_support.append(np.full(self.n_shots, label))
-            y_query.append(np.full(query_rows[-1].shape[0], label))
+            shots, queries = self._split(rng.permutation(np.flatnonzero(y == cls)), query)
+            support.append(shots)
+            query_rows.append(queries)
+            y_support.append(np.full(shots.shape[0], label))
+            y_query.append(np.full(queries.shape[0], label))
         support, query_rows = np.concatenate(support), np.concatenate(query_rows)
         return Episode(
             X[support],
@@ -188,10 +233,14 @@ class EpisodeSampler:
 
 @dataclass
 class EpisodeBatch:
-    """Episodes of equal shape stacked along a first, meta-batch axis.
+    """Episodes stacked along a first, meta-batch axis.
 
     ``X_support`` has shape (n_episodes, n_support, n_features),
     ``y_support`` (n_episodes, n_support), and likewise for the query set.
+    Episodes of different sizes are padded to the largest: then
+    ``support_weight`` and ``query_weight`` are 1 on real rows and 0 on
+    padding, and losses, prototypes and inner steps weight rows by them.
+    When every episode has one shape they are None.
 
     Parameters
     ----------
@@ -200,6 +249,8 @@ class EpisodeBatch:
         Episode labels (long) or targets (float32).
     X_query : Tensor of shape (n_episodes, n_query, n_features)
     y_query : Tensor of shape (n_episodes, n_query)
+    support_weight : Tensor of shape (n_episodes, n_support) or None, default=None
+    query_weight : Tensor of shape (n_episodes, n_query) or None, default=None
 
     Examples
     --------
@@ -216,22 +267,39 @@ class EpisodeBatch:
     y_support: torch.Tensor
     X_query: torch.Tensor
     y_query: torch.Tensor
+    support_weight: torch.Tensor | None = None
+    query_weight: torch.Tensor | None = None
 
     @classmethod
     def stack(cls, episodes, *, device="cpu", classification=True):
-        """Stack episodes into tensors on ``device``."""
+        """Stack episodes into tensors on ``device``, padding where sizes differ."""
         target_dtype = torch.long if classification else torch.float32
 
-        def tensor(name, dtype):
-            values = np.stack([getattr(episode, name) for episode in episodes])
+        def tensor(values, dtype):
             return torch.as_tensor(values, dtype=dtype, device=device)
 
-        return cls(
-            tensor("X_support", torch.float32),
-            tensor("y_support", target_dtype),
-            tensor("X_query", torch.float32),
-            tensor("y_query", target_dtype),
-        )
+        parts, weights = {}, {}
+        for side in ("support", "query"):
+            X_parts = [getattr(episode, f"X_{side}") for episode in episodes]
+            y_parts = [getattr(episode, f"y_{side}") for episode in episodes]
+            sizes = np.array([part.shape[0] for part in y_parts])
+            if (sizes == sizes[0]).all():
+                X_values, y_values, weight = np.stack(X_parts), np.stack(y_parts), None
+            else:  # pad with copies of the first row, weighted 0
+                longest = int(sizes.max())
+                take = np.minimum(np.arange(longest), sizes[:, None] - 1)
+                take = np.where(np.arange(longest) < sizes[:, None], take, 0)
+                X_values = np.stack([part[rows] for part, rows in zip(X_parts, take, strict=True)])
+                y_values = np.stack([part[rows] for part, rows in zip(y_parts, take, strict=True)])
+                weight = tensor(np.arange(longest) < sizes[:, None], torch.float32)
+            parts[side] = (tensor(X_values, torch.float32), tensor(y_values, target_dtype))
+            weights[side] = weight
+        return cls(*parts["support"], *parts["query"], weights["support"], weights["query"])
+
+    @property
+    def padded(self):
+        """Whether some episodes are padded (the weights are not None)."""
+        return self.support_weight is not None or self.query_weight is not None
 
     def __len__(self):
         return self.X_support.shape[0]

@@ -7,8 +7,74 @@ import numpy as np
 import pandas as pd
 
 
-def _n_rows(X):
-    return X.shape[0] if hasattr(X, "shape") else len(X)
+def _n_rows(X, name=None):
+    ndim = getattr(X, "ndim", None)
+    if ndim is not None and ndim != 2:
+        raise ValueError(
+            f"X of task {name!r} must be two-dimensional (rows by features); got "
+            f"{ndim} dimension(s) with shape {getattr(X, 'shape', None)}. Reshape a single "
+            "feature with X.reshape(-1, 1) or a single row with X.reshape(1, -1)."
+        )
+    try:
+        return X.shape[0] if hasattr(X, "shape") else len(X)
+    except TypeError:
+        raise TypeError(
+            f"X of task {name!r} must be an array-like or DataFrame of rows; got "
+            f"{type(X).__name__}."
+        ) from None
+
+
+def group_rows(groups, *, what="groups"):
+    """The distinct task ids of ``groups`` and the row positions of each.
+
+    One pass over the rows (a stable sort), whatever the number of tasks.
+    Ids are sorted when they can be compared (numbers, or strings), else
+    ordered by type name, then value, so that ints and strings may mix.
+
+    Parameters
+    ----------
+    groups : array-like of shape (n_rows,)
+        The task each row belongs to.
+    what : str, default="groups"
+        What ``groups`` is called in messages.
+
+    Returns
+    -------
+    names : list
+        The task ids, as plain Python scalars.
+    rows : list of ndarray of int
+        The positions of each task's rows, in their original order.
+
+    Examples
+    --------
+    >>> from skmeta.tasks._task import group_rows
+    >>> names, rows = group_rows(["b", 3, "b", 3, "a"])
+    >>> names, [r.tolist() for r in rows]
+    ([3, 'a', 'b'], [[1, 3], [4], [0, 2]])
+    """
+    if np.ndim(groups) != 1:
+        raise ValueError(
+            f"{what} must be one-dimensional, one task id per row; got shape "
+            f"{np.shape(groups)}. Pass a single column."
+        )
+    values = groups.reset_index(drop=True) if isinstance(groups, pd.Series) else pd.Series(groups)
+    missing = values.isna().to_numpy()
+    if missing.any():
+        raise ValueError(
+            f"{what} has no task id (NaN, None or NA) in {int(missing.sum())} of "
+            f"{missing.shape[0]} rows, the first at row {int(np.flatnonzero(missing)[0])}; "
+            "drop those rows or fill their task id first."
+        )
+    codes, uniques = pd.factorize(values, sort=False)
+    names = [_python_scalar(u) for u in (uniques.tolist() if hasattr(uniques, "tolist") else list(uniques))]
+    try:
+        order = sorted(range(len(names)), key=lambda i: names[i])
+    except TypeError:  # ids of several types: ints and strings, say
+        order = sorted(range(len(names)), key=lambda i: (type(names[i]).__name__, str(names[i])))
+    by_row = np.argsort(codes, kind="stable")
+    bounds = np.cumsum(np.bincount(codes, minlength=len(names)))[:-1]
+    rows = np.split(by_row, bounds)
+    return [names[i] for i in order], [rows[i] for i in order]
 
 
 class Task:
@@ -45,9 +111,10 @@ class Task:
                 f"y of task {name!r} must be one-dimensional; got shape {y.shape}. "
                 "Pass one target per row."
             )
-        if _n_rows(X) != y.shape[0]:
+        n_rows = _n_rows(X, name)
+        if n_rows != y.shape[0]:
             raise ValueError(
-                f"Task {name!r} has {_n_rows(X)} rows in X but {y.shape[0]} "
+                f"Task {name!r} has {n_rows} rows in X but {y.shape[0]} "
                 "targets in y; pass one target per row."
             )
         self.X = X
@@ -111,7 +178,8 @@ class TaskCollection(Sequence):
             column and the features.
         task : str
             The column that names each row's task. It is not a feature.
-            Rows where it is missing are dropped.
+            Rows where it is missing are refused (a ValueError says how many):
+            drop them or fill their task id first.
         target : str
             The column that holds the target.
 
@@ -146,10 +214,9 @@ class TaskCollection(Sequence):
         targets = df[target].to_numpy()
         # Positions, not index labels: a DataFrame may repeat index labels
         # (after pd.concat), and .loc would then take rows of other tasks.
-        groups = df.groupby(task, sort=True, observed=True).indices
+        names, rows = group_rows(df[task], what=f"Column {task!r}")
         return cls(
-            Task(features.iloc[rows], targets[rows], name=_python_scalar(name))
-            for name, rows in groups.items()
+            Task(features.iloc[r], targets[r], name=name) for name, r in zip(names, rows, strict=True)
         )
 
     @classmethod
@@ -179,18 +246,25 @@ class TaskCollection(Sequence):
         ['u', 'v']
         """
         y = np.asarray(y)
-        groups = np.asarray(groups)
-        if not (_n_rows(X) == y.shape[0] == groups.shape[0]):
+        group_array = np.asarray(groups, dtype=object) if not hasattr(groups, "shape") else groups
+        if np.ndim(group_array) != 1:
             raise ValueError(
-                f"X, y and groups must have one entry per row; got {_n_rows(X)}, "
-                f"{y.shape[0]} and {groups.shape[0]} rows."
+                f"groups must be one-dimensional, one task id per row; got shape "
+                f"{np.shape(group_array)}. Pass a single column."
             )
-        names, codes = np.unique(groups, return_inverse=True)
+        n_rows = _n_rows(X)
+        if not (n_rows == y.shape[0] == len(group_array)):
+            raise ValueError(
+                f"X, y and groups must have one entry per row; got {n_rows}, "
+                f"{y.shape[0]} and {len(group_array)} rows."
+            )
+        names, rows = group_rows(group_array)
+        if not hasattr(X, "iloc"):
+            X = np.asarray(X)
         tasks = []
-        for code, name in enumerate(names):
-            rows = np.flatnonzero(codes == code)
-            X_task = X.iloc[rows] if hasattr(X, "iloc") else np.asarray(X)[rows]
-            tasks.append(Task(X_task, y[rows], name=_python_scalar(name)))
+        for name, r in zip(names, rows, strict=True):
+            X_task = X.iloc[r] if hasattr(X, "iloc") else X[r]
+            tasks.append(Task(X_task, y[r], name=name))
         return cls(tasks)
 
     @property
