@@ -298,6 +298,44 @@ class MetaLearner(NeuralNet):
         with self._on_device():
             return super().load_params(*args, **kwargs)
 
+    def save_params(self, f_params=None, f_optimizer=None, f_criterion=None, f_history=None,
+                    use_safetensors=False, **kwargs):
+        """skorch's ``save_params``, with every file written atomically.
+
+        Each file is written under a temporary name in its own folder, then
+        renamed over the target, so an interrupted write (``Checkpoint``
+        during a long fit) never leaves a truncated file behind: the target
+        holds the previous complete file or the new one.
+
+        Parameters
+        ----------
+        f_params, f_optimizer, f_criterion, f_history : str, path, file-like or None
+            As in :meth:`skorch.net.NeuralNet.save_params`.
+        use_safetensors : bool, default=False
+            As in skorch.
+        **kwargs : dict
+            ``f_<module>`` targets, as in skorch.
+        """
+        targets = dict(f_params=f_params, f_optimizer=f_optimizer, f_criterion=f_criterion,
+                       f_history=f_history, **kwargs)
+        renames = []
+        for key, target in targets.items():
+            if isinstance(target, (str, os.PathLike)):
+                final = os.fspath(target)
+                handle, temporary = tempfile.mkstemp(
+                    dir=os.path.dirname(final) or ".", prefix=f".{os.path.basename(final)}.", suffix=".tmp")
+                os.close(handle)
+                targets[key] = temporary
+                renames.append((temporary, final))
+        try:
+            super().save_params(use_safetensors=use_safetensors, **targets)
+            for temporary, final in renames:
+                os.replace(temporary, final)
+        finally:
+            for temporary, _ in renames:
+                if os.path.exists(temporary):
+                    os.remove(temporary)
+
     def __getstate__(self):
         state = super().__getstate__()
         state.pop("_adapt_lock", None)  # each copy makes its own

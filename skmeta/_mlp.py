@@ -33,6 +33,17 @@ class MLP(nn.Module):
 
     def __init__(self, n_features, n_outputs=None, hidden_sizes=(64, 64), dropout=0.0):
         super().__init__()
+        for name, value, low in (("n_features", n_features, 1), ("n_outputs", n_outputs, 1)):
+            if value is not None and not (isinstance(value, int) and value >= low):
+                raise ValueError(f"{name} must be a positive int; got {value!r}.")
+        sizes = tuple(hidden_sizes) if isinstance(hidden_sizes, (tuple, list)) else None
+        if sizes is None or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes):
+            raise ValueError(
+                f"hidden_sizes must be a tuple of positive ints (one width per hidden layer, "
+                f"() for none); got {hidden_sizes!r}."
+            )
+        if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
+            raise ValueError(f"dropout must be a float in [0, 1); got {dropout!r}.")
         layers, width = [], n_features
         for size in hidden_sizes:
             layers += [nn.Linear(width, size), nn.ReLU()]
