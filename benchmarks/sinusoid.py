@@ -55,7 +55,8 @@ def _initial_module(seed):
 def _maml(module, iterations, seed, **params):
     params = {**PROTOCOL, **params}
     params.setdefault("n_episodes", iterations * params["meta_batch_size"])
-    return MAMLRegressor(copy.deepcopy(module), max_epochs=1, random_state=seed, **params)
+    return MAMLRegressor(copy.deepcopy(module), max_epochs=1, random_state=seed, standardize_targets=False,
+                         **params)
 
 
 def _episodes(tasks, iterations, seed):

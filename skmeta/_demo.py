@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
-from skorch.callbacks import ProgressBar
+from .callbacks import ProgressBar
 
 from ._maml import MAMLClassifier, MAMLRegressor
 from ._preprocessing import make_task_preprocessor
@@ -145,7 +145,7 @@ def sinusoid_adaptation(*, quick=False, seed=0, log=print):
     """
     tasks = make_sinusoid_tasks(1000, n_rows=50, random_state=seed)
     maml = MAMLRegressor(
-        inner_lr=0.01, inner_steps=1, adapt_steps=10, n_shots=10, n_queries=10,
+        inner_lr=0.01, inner_steps=1, adapt_steps=10, n_shots=10, n_queries=10, standardize_targets=False,
         meta_batch_size=25, n_episodes=1000, max_epochs=4 if quick else 40, train_split=None,
         random_state=seed, callbacks=[ProgressBar()],
     )
