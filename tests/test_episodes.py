@@ -210,11 +210,11 @@ def test_small_classes_give_smaller_episodes_of_disjoint_rows(n_rows, shots, que
 
 def test_full_episodes_are_drawn_as_the_strict_sampler_draws_them():
     X, y = _task(["a", "b", "c"], 12)
-    for strict in (False, True):
-        episode = EpisodeSampler(n_shots=3, n_queries=4, strict=strict).sample(X, y, np.random.default_rng(3))
-        if strict:
-            assert _same(episode, lenient)
-        lenient = episode
+    lenient, strict = (
+        EpisodeSampler(n_shots=3, n_queries=4, strict=strict).sample(X, y, np.random.default_rng(3))
+        for strict in (False, True)
+    )
+    assert _same(lenient, strict)
 
 
 def test_padded_batches_weight_real_rows_one_and_padding_zero():

@@ -101,7 +101,8 @@ def test_empty_collection(fitted, method, empty):
 def _with_a_small_task(tasks, classification, n_small):
     """Task 2 keeps ``n_small`` rows of one class (or in all, for regression)."""
     small = tasks[2]
-    keep = np.concatenate([np.flatnonzero(small.y != small.y[0]), np.flatnonzero(small.y == small.y[0])[:n_small]])
+    first = small.y == small.y[0]
+    keep = np.concatenate([np.flatnonzero(~first), np.flatnonzero(first)[:n_small]])
     if not classification:
         keep = np.arange(n_small)
     return _with_row(tasks, 2, Task(small.X[keep], small.y[keep], name=small.name))
@@ -195,7 +196,8 @@ def test_nan_in_regression_targets(fast_params):
     tasks = _training_tasks(MAMLRegressor)
     y = tasks[1].y.copy()
     y[0] = np.nan
-    with pytest.raises(ValueError, match=r"y of task 'sinusoid_1' has missing targets \(NaN, None or NA\) in 1 of 10 rows"):
+    with pytest.raises(ValueError, match=r"y of task 'sinusoid_1' has missing targets "
+                                         r"\(NaN, None or NA\) in 1 of 10 rows"):
         MAMLRegressor(**fast_params).fit(_with_row(tasks, 1, Task(tasks[1].X, y, name="sinusoid_1")))
 
 
@@ -221,7 +223,8 @@ def test_nan_class_labels(cls, fast_params):
     tasks = _training_tasks(cls)
     y = tasks[1].y.astype(float)
     y[4] = np.nan
-    with pytest.raises(ValueError, match=r"y of task 'blobs_1' has missing labels \(NaN, None or NA\) in 1 of 20 rows"):
+    with pytest.raises(ValueError, match=r"y of task 'blobs_1' has missing labels \(NaN, None or NA\) "
+                                         r"in 1 of 20 rows"):
         cls(**fast_params).fit(_with_row(tasks, 1, Task(tasks[1].X, y, name="blobs_1")))
 
 
