@@ -9,6 +9,8 @@ from ._maml import MAMLClassifier, MAMLRegressor
 from ._mlp import MLP
 from ._preprocessing import make_task_preprocessor
 from ._protonet import ProtoNetClassifier
+from .metrics import episodic_score, make_episodic_scorer
+from .pipeline import MetaPipeline, make_meta_pipeline
 from .tasks import Task, TaskCollection, TaskSplit
 
 __version__ = "0.1.0"
@@ -19,9 +21,13 @@ __all__ = [
     "AdaptedRegressor",
     "MAMLClassifier",
     "MAMLRegressor",
+    "MetaPipeline",
     "ProtoNetClassifier",
     "Task",
     "TaskCollection",
     "TaskSplit",
+    "episodic_score",
+    "make_episodic_scorer",
+    "make_meta_pipeline",
     "make_task_preprocessor",
 ]

@@ -578,6 +578,7 @@ class MetaLearner(NeuralNet):
         self : object
             The meta-trained estimator.
         """
+        _refuse_plain_scorer(self)
         _refuse_fit_params(self, "fit", fit_params)
         with self._all_or_nothing():
             # With warm_start, a fitted model goes on: the tasks must match it.
@@ -1009,6 +1010,13 @@ class MetaClassifierMixin:
 
     _classification = True
 
+    @property
+    def classes_(self):
+        """None of its own: a meta-learner has classes once adapted to a task."""
+        from .metrics import _plain_scorer_message
+
+        raise AttributeError(_plain_scorer_message(self))
+
     def predict_proba(self, X, X_support=None, y_support=None, sample_weight=None):
         """Adapt on a support set, then give class probabilities of ``X``.
 
@@ -1047,6 +1055,13 @@ def _refuse_plain_pipeline(meta_learner):
         from .pipeline import _refuse_plain_pipeline as refuse
     except ImportError:  # pragma: no cover - the module ships with the package
         return
+    refuse(meta_learner)
+
+
+def _refuse_plain_scorer(meta_learner):
+    """Raise if sklearn's model selection will score this learner with a plain scorer."""
+    from .metrics import _refuse_plain_scorer as refuse
+
     refuse(meta_learner)
 
 
@@ -1125,7 +1140,12 @@ class _TaskFingerprint:
         for task in tasks:
             if long_format and task.name in self.ids:
                 seen.append(task.name)
-            elif np.isin(_row_hashes(task.X), self.hashes).mean() > 0.5:
+                continue
+            try:
+                hashes = _row_hashes(task.X)
+            except (TypeError, ValueError):  # raw rows, before a pipeline encodes them
+                continue
+            if hashes.size and np.isin(hashes, self.hashes).mean() > 0.5:
                 seen.append(task.name)
         return seen
 

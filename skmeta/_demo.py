@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
-from .callbacks import ProgressBar
 
 from ._maml import MAMLClassifier, MAMLRegressor
 from ._preprocessing import make_task_preprocessor
 from ._protonet import ProtoNetClassifier
+from .callbacks import ProgressBar
 from .datasets import load_adult_tasks, make_sinusoid_tasks, sinusoid
 from .tasks import EpisodeSampler
 

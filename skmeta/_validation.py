@@ -6,7 +6,7 @@ import torch
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 from sklearn.utils import check_array
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils.validation import _get_feature_names, column_or_1d
+from sklearn.utils.validation import _get_feature_names
 
 from .tasks import Task, TaskCollection
 from .tasks._task import group_rows
@@ -319,8 +319,7 @@ def check_long_format(X, y, *, task_column, classification):
     features = X.drop(columns=[task_column])
     feature_names = _get_feature_names(features)
     array = check_features(features)
-    y = column_or_1d(np.asarray(y, dtype=object) if isinstance(y, list) else y, warn=False)
-    targets = check_targets(y, classification=classification)
+    targets = check_targets(np.asarray(y), classification=classification)
     if targets.shape[0] != array.shape[0]:
         raise ValueError(
             f"X has {array.shape[0]} rows but y has {targets.shape[0]}; pass one target per row."
