@@ -180,3 +180,78 @@ def test_maml_classifier_trains_on_padded_episodes_like_full_ones_when_nothing_i
     strict = MAMLClassifier(**{**fast_params, "strict_episodes": True}).fit(tasks)
     lenient = MAMLClassifier(**fast_params).fit(tasks)
     assert strict.history_[:, "train_loss"] == lenient.history_[:, "train_loss"]
+
+
+# ------------------------------------------------ a messy long-format table
+
+
+def _messy_table():
+    """Twelve shops; 'small' has 3 rows of its minority class, 'single' one class only."""
+    tasks = tiny_tasks(ProtoNetClassifier, 12)
+    frames = []
+    for task in tasks:
+        frame = pd.DataFrame(task.X, columns=[f"x{i}" for i in range(task.X.shape[1])])
+        frames.append(frame.assign(shop=task.name, label=task.y))
+    table = pd.concat(frames, ignore_index=True)
+    minority = table.index[(table.shop == "blobs_3") & (table.label == 1)]
+    table = table.drop(minority[3:])
+    table.loc[table.shop == "blobs_5", "label"] = 0
+    table["shop"] = table["shop"].replace({"blobs_3": "small", "blobs_5": "single"})
+    return table.drop(columns="label").reset_index(drop=True), table["label"].to_numpy()
+
+
+def test_a_messy_long_table_fits_scores_and_tunes_with_group_k_fold(fast_params):
+    from sklearn.model_selection import GridSearchCV, GroupKFold
+
+    X, y = _messy_table()
+    params = {**fast_params, "task_column": "shop", "n_shots": 2, "n_queries": 3}
+    with pytest.warns(UserWarning, match=r"1 of 12 tasks cannot give an episode and are left out of "
+                                         r"meta-training: task 'single' has 1 class") as record:
+        meta = ProtoNetClassifier(**params).fit(X, y)
+    assert not [w for w in record if "'small'" in str(w.message)]  # 3 rows still give an episode
+    held = X.shop.isin(["blobs_0", "blobs_1", "small"])
+    train = ~held & (X.shop != "single")
+    meta = ProtoNetClassifier(**params).fit(X[train], y[train])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # held-out tasks, all usable: no warning
+        score = meta.score(X[held], y[held])
+    assert np.isfinite(score)
+    search = GridSearchCV(ProtoNetClassifier(**params), {"n_shots": [1, 2]}, cv=GroupKFold(3),
+                          error_score="raise")
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        search.fit(X, y, groups=X["shop"])
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    assert any("'single'" in str(w.message) for w in record)
+    assert not any("meta-trained on" in str(w.message) for w in record)  # GroupKFold does not leak
+
+
+def test_scoring_training_tasks_warns_and_held_out_tasks_do_not(fast_params):
+    from sklearn.model_selection import KFold, cross_val_score
+
+    X, y = _messy_table()
+    keep = X.shop != "single"
+    X, y = X[keep].reset_index(drop=True), y[keep.to_numpy()]
+    meta = ProtoNetClassifier(**{**fast_params, "task_column": "shop"}).fit(X[X.shop != "blobs_0"],
+                                                                            y[(X.shop != "blobs_0").to_numpy()])
+    with pytest.warns(UserWarning, match=r"Scoring 1 task\(s\) that ProtoNetClassifier was meta-trained on "
+                                         r"\('blobs_1'\).*GroupKFold"):
+        meta.score(X[X.shop == "blobs_1"], y[(X.shop == "blobs_1").to_numpy()])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        meta.score(X[X.shop == "blobs_0"], y[(X.shop == "blobs_0").to_numpy()])
+    # A row-wise split puts every shop in train and test: the scores warn.
+    with pytest.warns(UserWarning, match="meta-trained on"):
+        cross_val_score(ProtoNetClassifier(**{**fast_params, "task_column": "shop"}), X, y,
+                        cv=KFold(3, shuffle=True, random_state=0), error_score="raise")
+    # Tasks given as a collection are recognised by their rows, whatever their names.
+    tasks = tiny_tasks(ProtoNetClassifier, 8)
+    meta = ProtoNetClassifier(**fast_params).fit(tasks[:6])
+    with pytest.warns(UserWarning, match=r"Scoring 2 task\(s\)"):
+        meta.score(tasks[4:6])
+    renamed = TaskCollection([Task(t.X, t.y, name=f"other_{i}") for i, t in enumerate(tasks[4:6])])
+    with pytest.warns(UserWarning, match=r"Scoring 2 task\(s\)"):
+        meta.score(renamed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        meta.score(tasks[6:])
