@@ -11,10 +11,10 @@ the one the meta-learners' and meta-pipelines' ``score`` run too.
 """
 
 import inspect
-from types import SimpleNamespace
 import sys
 import warnings
 from numbers import Integral
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd

@@ -232,8 +232,8 @@ def test_scoring_training_tasks_warns_and_held_out_tasks_do_not(fast_params):
     X, y = _messy_table()
     keep = X.shop != "single"
     X, y = X[keep].reset_index(drop=True), y[keep.to_numpy()]
-    meta = ProtoNetClassifier(**{**fast_params, "task_column": "shop"}).fit(X[X.shop != "blobs_0"],
-                                                                            y[(X.shop != "blobs_0").to_numpy()])
+    trained = (X.shop != "blobs_0").to_numpy()
+    meta = ProtoNetClassifier(**{**fast_params, "task_column": "shop"}).fit(X[trained], y[trained])
     with pytest.warns(UserWarning, match=r"Scoring 1 task\(s\) that ProtoNetClassifier was meta-trained on "
                                          r"\('blobs_1'\).*GroupKFold"):
         meta.score(X[X.shop == "blobs_1"], y[(X.shop == "blobs_1").to_numpy()])
