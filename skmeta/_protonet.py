@@ -161,7 +161,9 @@ class ProtoNetClassifier(MetaClassifierMixin, MetaLearner):
     >>> from skmeta.datasets import make_blob_tasks
     >>> tasks = make_blob_tasks(n_tasks=20, random_state=0)
     >>> meta = ProtoNetClassifier(max_epochs=2, random_state=0).fit(tasks[:15])
-    >>> round(meta.score(tasks[15:]), 2) > 0.5
+    >>> # the same initial embedding, left as it was
+    >>> start = ProtoNetClassifier(lr=1e-9, max_epochs=1, n_episodes=8, random_state=0).fit(tasks[:15])
+    >>> meta.score(tasks[15:]) > start.score(tasks[15:]) + 0.1
     True
     """
 

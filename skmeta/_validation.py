@@ -186,7 +186,7 @@ def check_targets(y, *, classification, what="y", task=None):
     >>> check_targets([0.5, 1.5, 0.25], classification=True, task="t")
     Traceback (most recent call last):
     ...
-    ValueError: y of task 't' holds continuous values, not class labels; pass labels, ...
+    ValueError: Unknown label type: y of task 't' holds continuous values, not class labels; pass labels, ...
     """
     y = np.asarray(y)
     if y.ndim != 1:
@@ -207,7 +207,7 @@ def check_targets(y, *, classification, what="y", task=None):
                 raise ValueError(f"{what}{_where(task)}: {exc} Drop those rows.") from exc
             kind = type_of_target(y, input_name=what)
             raise ValueError(
-                f"{what}{_where(task)} holds {kind} values, not class labels; pass "
+                f"Unknown label type: {what}{_where(task)} holds {kind} values, not class labels; pass "
                 "labels, or use a regressor such as MAMLRegressor for numeric targets."
             ) from exc
         return y

@@ -1,5 +1,7 @@
 """Tests of skmeta/_protonet.py: prototypes, prototypical_logits, ProtoNetClassifier."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -83,12 +85,33 @@ def test_identity_backbone_predicts_as_nearest_centroid(nearest_centroid_net, n_
         assert np.unique(expected).shape[0] > 1  # not a trivial agreement
 
 
+def test_identity_backbone_probabilities_are_a_softmax_of_negative_squared_distances(
+    nearest_centroid_net
+):
+    task = make_blob_tasks(n_tasks=1, n_classes=3, n_rows_per_class=10, n_features=5, random_state=3)[0]
+    names = np.array(["cat", "ant", "bee"])  # sorted: ant, bee, cat
+    adapted = nearest_centroid_net.adapt(task.X[:15], names[task.y[:15]])
+    X, X_support = task.X[15:].astype(np.float64), task.X[:15].astype(np.float64)
+    centres = [X_support[names[task.y[:15]] == label].mean(0) for label in adapted.classes_]
+    logits = -np.stack([((X - centre) ** 2).sum(1) for centre in centres], axis=1)
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    np.testing.assert_allclose(adapted.predict_proba(task.X[15:]), expected, rtol=1e-4, atol=1e-6)
+
+
 def test_identity_backbone_scores_as_nearest_centroid_on_the_same_support_sets(
     nearest_centroid_net, support_only_score
 ):
-    new_tasks = make_blob_tasks(n_tasks=5, n_classes=3, n_rows_per_class=20, n_features=5, random_state=2)
+    # 40 rows per class: the score's queries (all 35 other rows) are not the
+    # n_queries=15 rows of a training episode.
+    new_tasks = make_blob_tasks(n_tasks=5, n_classes=3, n_rows_per_class=40, n_features=5, random_state=2)
     expected = support_only_score(NearestCentroid(), new_tasks, like=nearest_centroid_net)
     assert nearest_centroid_net.score(new_tasks) == pytest.approx(expected, abs=1e-12)
+    # n_shots counts: 2 shots per class give another score than the 5 it was fitted with.
+    two_shots = copy.deepcopy(nearest_centroid_net).set_params(n_shots=2)
+    assert two_shots.score(new_tasks) == pytest.approx(
+        support_only_score(NearestCentroid(), new_tasks, like=two_shots), abs=1e-12)
+    assert abs(two_shots.score(new_tasks) - expected) > 1e-3
 
 
 # ------------------------------------------------------------------ learning

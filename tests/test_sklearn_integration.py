@@ -7,7 +7,8 @@ import torch
 from _tiny import ESTIMATORS, tiny_params, tiny_tasks
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
-from sklearn.model_selection import GridSearchCV, GroupKFold, KFold, cross_val_score
+from sklearn.metrics import accuracy_score
+from sklearn.model_selection import GridSearchCV, GroupKFold, KFold, StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
@@ -84,22 +85,27 @@ def test_grid_search_over_maml_parameters_in_parallel():
     ).fit(tasks)
     assert search.best_params_.keys() == {"inner_lr", "inner_steps"}
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
-    assert ((0 <= search.cv_results_["mean_test_score"]) <= 1).all()
+    by_hand = cross_val_score(MAMLClassifier(**TINY, **search.best_params_), tasks, cv=3)
+    assert search.best_score_ == pytest.approx(by_hand.mean())
     best = search.best_estimator_
     assert {"inner_lr": best.inner_lr, "inner_steps": best.inner_steps} == search.best_params_
     assert best.score(tasks) == pytest.approx(search.score(tasks))
 
 
 def test_cross_val_score_splits_by_task_in_parallel():
-    scores = cross_val_score(MAMLClassifier(**TINY), _tasks(MAMLClassifier), cv=3, n_jobs=2)
-    assert scores.shape == (3,)
-    assert np.isfinite(scores).all()
+    tasks = _tasks(MAMLClassifier)
+    scores = cross_val_score(MAMLClassifier(**TINY), tasks, cv=3, n_jobs=2)
+    by_hand = [MAMLClassifier(**TINY).fit(tasks[train]).score(tasks[test])
+               for train, test in KFold(3).split(tasks)]
+    np.testing.assert_allclose(scores, by_hand)
 
 
 def test_cross_val_score_of_a_regressor_on_a_task_collection():
-    scores = cross_val_score(MAMLRegressor(**_params(MAMLRegressor)), _tasks(MAMLRegressor), cv=KFold(3))
-    assert scores.shape == (3,)
-    assert np.isfinite(scores).all()
+    tasks = _tasks(MAMLRegressor)
+    scores = cross_val_score(MAMLRegressor(**_params(MAMLRegressor)), tasks, cv=KFold(3))
+    by_hand = [MAMLRegressor(**_params(MAMLRegressor)).fit(tasks[train]).score(tasks[test])
+               for train, test in KFold(3).split(tasks)]
+    np.testing.assert_allclose(scores, by_hand)
 
 
 def test_grid_search_over_routed_module_and_optimizer_parameters():
@@ -175,14 +181,20 @@ def test_pipeline_tuned_by_group_k_fold_then_adapted_to_a_held_out_occupation(ad
     X_query = fitted[:-1].transform(X_new.iloc[20:])
     proba = adapted.predict_proba(X_query)
     assert proba.shape == (len(X_query), 2)
-    assert 0 <= adapted.score(X_query, y_new[20:]) <= 1
+    assert adapted.score(X_query, y_new[20:]) == accuracy_score(y_new[20:], adapted.predict(X_query))
+    np.testing.assert_array_equal(adapted.predict(X_query), adapted.classes_[proba.argmax(1)])
     assert all(torch.equal(v, state[k]) for k, v in meta.module_.state_dict().items())
 
     # The adapted estimator is refitted per fold on the new occupation's rows.
-    scores = cross_val_score(adapted, fitted[:-1].transform(X_new), y_new, cv=3)
-    assert np.isfinite(scores).all()
+    X_encoded = fitted[:-1].transform(X_new)
+    scores = cross_val_score(adapted, X_encoded, y_new, cv=3)
+    y_array = np.asarray(y_new)
+    by_hand = [clone(adapted).fit(X_encoded.iloc[train], y_array[train])
+               .score(X_encoded.iloc[test], y_array[test])
+               for train, test in StratifiedKFold(3).split(X_encoded, y_new)]
+    np.testing.assert_allclose(scores, by_hand)
     # The episodic score of the whole pipeline on the held-out occupation.
-    assert 0 <= fitted.score(X_new, y_new) <= 1
+    assert fitted.score(X_new, y_new) == pytest.approx(meta.score(X_encoded, y_array))
 
 
 def test_pipeline_refuses_a_table_without_the_task_column(adult):
