@@ -200,6 +200,15 @@ def check_targets(y, *, classification, what="y", task=None):
                 f"at row {int(np.flatnonzero(missing)[0])}; drop those rows first."
             )
     if classification:
+        if y.dtype == object:
+            try:
+                np.unique(y)
+            except TypeError:
+                kinds = sorted({type(label).__name__ for label in y})
+                raise TypeError(
+                    f"{what}{_where(task)} mixes label types ({', '.join(kinds)}) that cannot be "
+                    "sorted together; give every label one type, e.g. y.astype(str)."
+                ) from None
         try:
             check_classification_targets(y)
         except ValueError as exc:
