@@ -553,7 +553,6 @@ def test_labels_of_mixed_types_are_a_clear_type_error(fitted):
     if not fitted._classification:
         pytest.skip("regression targets are numbers")
     X_support, y_support, _ = _new_task(type(fitted))
-    mixed = np.where(y_support == y_support[0], "one", 0).astype(object)
-    mixed[mixed == "0"] = 0
+    mixed = np.array(["one" if label == y_support[0] else 0 for label in y_support], dtype=object)
     assert_refused(fitted, lambda: fitted.adapt(X_support, mixed), TypeError,
                    r"y_support mixes label types \(int, str\) that cannot be sorted together")
