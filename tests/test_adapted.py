@@ -468,11 +468,6 @@ _OWN_REASONS = {
         "meta-learner; test_adapting_leaves_the_meta_learner_alone checks instead that its "
         "weights and modes are unchanged"
     ),
-    ("protonet", "check_dtype_object"): (
-        "for targets of object dtype AdaptedClassifier raises 'y_support holds unknown "
-        "values, not class labels', where the check looks for the words 'Unknown label "
-        "type' (the message is skmeta/_validation.py's)"
-    ),
     ("maml_classifier", "check_sample_weight_equivalence_on_dense_data"): (
         "it compares probabilities at rtol=1e-7, and ten float32 gradient steps on "
         "weighted rows and on repeated rows round apart by about 1.4e-7"
@@ -605,7 +600,7 @@ def test_checks_are_excused_only_where_no_instance_fits():
         "check_estimators_overwrite_params": set(CHECK_INSTANCES),  # joblib.hash of torch
         "check_classifiers_classes": {"MAMLClassifier"},  # 2 and 3 classes in one check
         "check_classifiers_train": {"MAMLClassifier"},
-        "check_dtype_object": {"ProtoNetClassifier", "MAMLClassifier"},  # a message; 4 classes
+        "check_dtype_object": {"MAMLClassifier"},  # 4 classes
         "check_sample_weight_equivalence_on_dense_data": {"MAMLClassifier"},  # float32
         "check_regressors_train": {"MAMLRegressor"},  # R² below 0.5
     }
