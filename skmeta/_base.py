@@ -16,6 +16,7 @@ history, pickling and the episodic score.
 
 import contextlib
 import copy
+import functools
 import inspect
 import os
 import tempfile
@@ -167,17 +168,7 @@ class MetaLearner(NeuralNet):
         # ...); skorch's own would list every attribute without a trailing _.
         # A subclass may add its own parameters and pass the rest on as
         # **kwargs: the names are those of every __init__ down to this one.
-        names = set()
-        for klass in type(self).__mro__:
-            if "__init__" not in vars(klass):
-                continue
-            signature = inspect.signature(klass.__init__)
-            names |= {
-                p.name for p in signature.parameters.values()
-                if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-            }
-            if klass is MetaLearner:
-                break
+        names = _signature_parameter_names(type(self))
         routed = {k for k in vars(self) if "__" in k and not k.startswith("_") and not k.endswith("_")}
         return sorted(names | routed)
 
@@ -228,7 +219,7 @@ class MetaLearner(NeuralNet):
 
     def _validate_params(self):
         params = self.get_params(deep=False)
-        skorch_defaults = inspect.signature(NeuralNet.__init__).parameters
+        skorch_defaults = _skorch_defaults()
         refused = sorted(
             name for name, value in vars(self).items()
             if (name.split("__")[0] in _REFUSED_PREFIXES and "__" in name)
@@ -888,7 +879,8 @@ class MetaLearner(NeuralNet):
             A fitted sklearn estimator for the new task; its ``fit(X, y)``
             adapts again from the same meta-learned starting point.
         """
-        self._check_meta_fitted()
+        # AdaptedClassifier/AdaptedRegressor.fit checks that this learner is
+        # fitted and its parameters valid.
         adapted_type = AdaptedClassifier if self._classification else AdaptedRegressor
         return adapted_type(FrozenEstimator(self)).fit(X_support, y_support, sample_weight=sample_weight)
 
@@ -1037,6 +1029,27 @@ class MetaClassifierMixin:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+@functools.cache
+def _signature_parameter_names(klass):
+    """The parameters of every ``__init__`` from ``klass`` down to MetaLearner's."""
+    names = set()
+    for base in klass.__mro__:
+        if "__init__" not in vars(base):
+            continue
+        names |= {
+            p.name for p in inspect.signature(base.__init__).parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        }
+        if base is MetaLearner:
+            break
+    return frozenset(names)
+
+
+@functools.cache
+def _skorch_defaults():
+    return inspect.signature(NeuralNet.__init__).parameters
 
 
 def _refuse_fit_params(estimator, method, fit_params):

@@ -144,6 +144,13 @@ def check_features(X, *, what="X", task=None):
     ...
     ValueError: X of task 'store_7' contains NaN in 1 row(s), the first at row 0; ...
     """
+    if isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype in _FLOAT_DTYPES and X.size:
+        # The common case, without sklearn's container detection (it dominates
+        # the latency of adapting to a small support set).
+        check_finite(X, what=what, task=task)
+        if X.dtype != np.float32:
+            check_float32_range(X, what=what, task=task)
+        return np.require(X, dtype=np.float32, requirements=["C", "W"])
     check_numeric_columns(X, what=what, task=task)
     try:
         X = check_array(X, dtype=_FLOAT_DTYPES, ensure_all_finite=False, input_name=what)
@@ -209,6 +216,8 @@ def check_targets(y, *, classification, what="y", task=None):
                     f"{what}{_where(task)} mixes label types ({', '.join(kinds)}) that cannot be "
                     "sorted together; give every label one type, e.g. y.astype(str)."
                 ) from None
+        if y.dtype.kind in "iubUS" and y.size:
+            return y  # integers, booleans or strings: labels, never missing
         try:
             check_classification_targets(y)
         except ValueError as exc:
