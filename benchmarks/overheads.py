@@ -7,6 +7,9 @@
 - **Adapting with the guard**: MAML's guarded inner loop (plain autograd,
   each step checked, backtracked if it raises the support loss) against
   the unguarded ``torch.func`` inner loop, on the same support sets.
+- **Checks at the public boundary**: ProtoNet's ``adapt(...).predict(...)``
+  (validation of the support and query rows, parameters, the lock, the
+  finite-output check) against its functional core alone on tensors.
 
 The contenders are interleaved and repeated; ratios are per repeat.
 """
@@ -17,8 +20,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from skmeta import MAMLClassifier
+from skmeta import MAMLClassifier, ProtoNetClassifier
 from skmeta._maml import inner_loop
+from skmeta._protonet import prototypes, prototypical_logits
 from skmeta._validation import check_long_format, check_task_collection
 from skmeta.datasets import make_blob_tasks
 from skmeta.tasks import TaskCollection
@@ -90,6 +94,30 @@ def adaptation(settings):
     return result
 
 
+def boundary(settings):
+    tasks = make_blob_tasks(n_tasks=40, n_rows_per_class=60, n_features=10, random_state=0)
+    meta = ProtoNetClassifier(max_epochs=1, n_episodes=32, train_split=None, random_state=0,
+                              device="cpu").fit(tasks[:30])
+    task = tasks[35]
+    support = np.concatenate([np.flatnonzero(task.y == c)[:5] for c in (0, 1)])
+    query = np.setdiff1d(np.arange(task.n_rows), support)[:100]
+    X_support, y_support, X_query = task.X[support], task.y[support], task.X[query]
+    tensors = (torch.as_tensor(X_support), torch.as_tensor(y_support, dtype=torch.long),
+               torch.as_tensor(X_query))
+
+    def public():
+        meta.adapt(X_support, y_support).predict(X_query)
+
+    def core():
+        X, y, Xq = tensors
+        with torch.no_grad():
+            centres = prototypes(meta.module_(X), y, 2)
+            prototypical_logits(meta.module_(Xq), centres).argmax(1)
+
+    return _interleaved({"adapt + predict": public, "functional core": core}, settings["repeats"],
+                        calls=settings["calls"])
+
+
 def _interleaved(contenders, repeats, *, calls):
     times = {name: [] for name in contenders}
     for _ in range(repeats):
@@ -108,7 +136,8 @@ def run(*, quick=False):
     torch.set_num_threads(1)
     settings = _settings(quick)
     return {"config": settings,
-            "figures": {"validation": validation(settings), "adaptation": adaptation(settings)}}
+            "figures": {"validation": validation(settings), "adaptation": adaptation(settings),
+                        "boundary": boundary(settings)}}
 
 
 def report(record, plot_dir, plot_prefix):
@@ -119,12 +148,16 @@ def report(record, plot_dir, plot_prefix):
         "",
         f"Validating a long-format table of {cfg['n_groups']} groups × {cfg['n_rows']} rows × "
         f"{cfg['n_features']} features, and MAML's adapt + predict (10 steps, 5 shots, 2 ways) on "
-        f"{n} support sets; {cfg['repeats']} interleaved repeats.",
+        f"{n} support sets, and ProtoNet's public adapt + predict against its functional core; "
+        f"{cfg['repeats']} interleaved repeats.",
         "",
         "| what | contender | time | ratio |",
         "|---|---|---|---|",
     ]
-    for title, block, divisor in (("validate a table", val, 1), ("adapt + predict", ada, n)):
+    rows = [("validate a table", val, 1), ("MAML adapt + predict", ada, n)]
+    if "boundary" in record["figures"]:
+        rows.append(("ProtoNet, 5 shots, 100 queries", record["figures"]["boundary"], 1))
+    for title, block, divisor in rows:
         (first, a), (second, b) = block["seconds"].items()
         ratio = block["ratio"]
         lines += [

@@ -931,7 +931,7 @@ class MetaLearner(NeuralNet):
                 UserWarning, stacklevel=3,
             )
 
-    def score(self, X, y=None, sample_weight=None):
+    def score(self, X, y=None, sample_weight=None, scoring=None):
         """Episodic meta-test score: adapt on a seeded support set per task.
 
         For each task, a support set of ``n_shots`` rows (per class; fewer
@@ -951,11 +951,32 @@ class MetaLearner(NeuralNet):
         sample_weight : array-like of shape (n_rows,), default=None
             Long format only: weights of the query rows in each task's
             accuracy or R².
+        scoring : str, callable or None, default=None
+            Another metric, by a name sklearn knows (``"roc_auc"``,
+            ``"neg_log_loss"``, ``"neg_mean_absolute_error"``, ...) or a
+            scorer ``(estimator, X, y)``, applied to each adapted estimator
+            on the same support and query rows; see
+            :func:`skmeta.metrics.episodic_score`. None: accuracy or R².
 
         Returns
         -------
         float
+
+        Examples
+        --------
+        >>> from skmeta import ProtoNetClassifier
+        >>> from skmeta.datasets import make_blob_tasks
+        >>> tasks = make_blob_tasks(n_tasks=8, n_features=4, random_state=0)
+        >>> meta = ProtoNetClassifier(max_epochs=1, n_episodes=8, random_state=0).fit(tasks[:6])
+        >>> from skmeta.metrics import episodic_score
+        >>> meta.score(tasks[6:], scoring="roc_auc") == episodic_score(meta, tasks[6:], scoring="roc_auc")
+        True
         """
+        if scoring is not None:
+            from .metrics import episodic_score
+
+            self._check_meta_fitted()
+            return episodic_score(self, X, y, scoring=scoring, sample_weight=sample_weight)
         self._check_meta_fitted()
         tasks, n_features, feature_names, _, long_format = self._check_tasks(X, y, purpose="scoring")
         self._check_fitted_width(n_features, feature_names)

@@ -255,3 +255,21 @@ def test_scoring_training_tasks_warns_and_held_out_tasks_do_not(fast_params):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         meta.score(tasks[6:])
+
+
+def test_score_takes_another_metric(fast_params):
+    from sklearn.metrics import roc_auc_score
+
+    from skmeta.tasks import EpisodeSampler
+
+    tasks = tiny_tasks(ProtoNetClassifier, 8)
+    meta = ProtoNetClassifier(**fast_params).fit(tasks[:6])
+    rng, aucs = np.random.default_rng(0), []
+    for task in tasks[6:]:  # the support draws of score, by hand
+        episode = EpisodeSampler(n_shots=2, n_queries=3).sample(np.arange(task.n_rows)[:, None], task.y, rng,
+                                                                query="rest")
+        support, query = episode.X_support[:, 0], episode.X_query[:, 0]
+        proba = meta.adapt(task.X[support], task.y[support]).predict_proba(task.X[query])
+        aucs.append(roc_auc_score(task.y[query], proba[:, 1]))
+    assert meta.score(tasks[6:], scoring="roc_auc") == pytest.approx(np.mean(aucs))
+    assert meta.score(tasks[6:], scoring="accuracy") == pytest.approx(meta.score(tasks[6:]))
