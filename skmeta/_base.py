@@ -983,11 +983,14 @@ class MetaLearner(NeuralNet):
         self._warn_if_seen(tasks, long_format)
         weights = _query_weights(X, tasks, sample_weight, self.task_column)
         rng = np.random.default_rng(self._score_seed())
-        sampler, scores, backtracked = self._sampler(), [], 0
+        sampler, scores, backtracked, undefined = self._sampler(), [], 0, []
         for task, task_weight in zip(tasks, weights, strict=True):
             positions = np.arange(task.n_rows)
             episode = sampler.sample(positions[:, None], task.y, rng, task=task.name, query="rest")
             support, query = episode.X_support[:, 0], episode.X_query[:, 0]
+            if not self._classification and query.shape[0] < 2:
+                undefined.append(task.name)  # R² of one row is undefined
+                continue
             n_classes = None
             if episode.classes is not None:
                 self._check_support_classes(episode.classes)
@@ -1002,6 +1005,14 @@ class MetaLearner(NeuralNet):
                 scores.append(r2_score(episode.y_query, out, sample_weight=weight))
         if backtracked:
             self._warn_backtracked(backtracked, len(tasks))
+        if undefined:
+            shown = ", ".join(repr(name) for name in undefined[:5]) + (", ..." if len(undefined) > 5 else "")
+            message = (f"{len(undefined)} of {len(tasks)} tasks leave a single query row once "
+                       f"{self.n_shots} support rows are drawn, and R² of one row is undefined ({shown})")
+            if not scores:
+                raise ValueError(f"{message}; no task can be scored: pass tasks with more rows, or "
+                                 "lower n_shots.")
+            warnings.warn(f"{message}: they are left out of the score.", UserWarning, stacklevel=2)
         return float(np.mean(scores))
 
     def _warn_backtracked(self, n_backtracked, n_tasks):

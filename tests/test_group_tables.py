@@ -273,3 +273,15 @@ def test_score_takes_another_metric(fast_params):
         aucs.append(roc_auc_score(task.y[query], proba[:, 1]))
     assert meta.score(tasks[6:], scoring="roc_auc") == pytest.approx(np.mean(aucs))
     assert meta.score(tasks[6:], scoring="accuracy") == pytest.approx(meta.score(tasks[6:]))
+
+
+def test_a_regressor_score_leaves_out_tasks_with_one_query_row(fast_params):
+    tasks = tiny_tasks(MAMLRegressor, 6)
+    meta = MAMLRegressor(**tiny_params(MAMLRegressor, fast_params)).fit(tasks)
+    short = Task(tasks[0].X[:3], tasks[0].y[:3], name="short")  # 2 shots leave 1 query row
+    fresh = tiny_tasks(MAMLRegressor, 8)[6:]
+    with pytest.warns(UserWarning, match=r"1 of 3 tasks leave a single query row.*\('short'\)"):
+        score = meta.score(TaskCollection([*fresh, short]))
+    assert np.isfinite(score)
+    with pytest.raises(ValueError, match="no task can be scored"):
+        meta.score(TaskCollection([short]))
