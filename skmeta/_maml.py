@@ -67,9 +67,12 @@ def inner_loop(module, params, X, y, *, loss_fn, inner_lr, steps, first_order=Fa
         return loss_fn(output, y) if weight is None else loss_fn(output, y, weight)
 
     for _ in range(steps):
-        grads = grad(support_loss)(params)
         if first_order:
-            grads = {name: g.detach() for name, g in grads.items()}
+            # The gradient is a constant: take it on detached copies, so the
+            # outer graph records only the update, not the inner forward pass.
+            grads = grad(support_loss)({name: p.detach() for name, p in params.items()})
+        else:
+            grads = grad(support_loss)(params)
         params = {name: p - inner_lr * grads[name] for name, p in params.items()}
     return params
 
