@@ -972,12 +972,11 @@ class MetaLearner(NeuralNet):
         >>> meta.score(tasks[6:], scoring="roc_auc") == episodic_score(meta, tasks[6:], scoring="roc_auc")
         True
         """
+        self._check_meta_fitted()
         if scoring is not None:
             from .metrics import episodic_score
 
-            self._check_meta_fitted()
             return episodic_score(self, X, y, scoring=scoring, sample_weight=sample_weight)
-        self._check_meta_fitted()
         tasks, n_features, feature_names, _, long_format = self._check_tasks(X, y, purpose="scoring")
         self._check_fitted_width(n_features, feature_names)
         self._warn_if_seen(tasks, long_format)
@@ -1096,10 +1095,8 @@ def _refuse_fit_params(estimator, method, fit_params):
 
 def _refuse_plain_pipeline(meta_learner):
     """Raise if a plain sklearn Pipeline handed this learner untransformed support rows."""
-    try:
-        from .pipeline import _refuse_plain_pipeline as refuse
-    except ImportError:  # pragma: no cover - the module ships with the package
-        return
+    from .pipeline import _refuse_plain_pipeline as refuse
+
     refuse(meta_learner)
 
 

@@ -6,10 +6,10 @@ exported; what differs between learners (tasks, a smaller inner step) is
 chosen by its ``_classification`` flag and its parameters, not by its name.
 """
 
-from types import MappingProxyType
 
 import numpy as np
 import pytest
+from conftest import FAST
 
 from skmeta import MAMLClassifier, MAMLRegressor, ProtoNetClassifier
 from skmeta.datasets import make_blob_tasks, make_sinusoid_tasks
@@ -24,18 +24,8 @@ LEARNERS = [pytest.param(cls, id=name) for name, cls in all_learners()]
 CLASSIFIERS = [pytest.param(cls, id=name) for name, cls in all_learners("classifier")]
 REGRESSORS = [pytest.param(cls, id=name) for name, cls in all_learners("regressor")]
 
-#: One short epoch of tiny episodes on the CPU, no meta-validation.
-TINY = MappingProxyType(dict(
-    max_epochs=1,
-    n_episodes=4,
-    meta_batch_size=2,
-    n_shots=2,
-    n_queries=3,
-    train_split=None,
-    device="cpu",
-    random_state=0,
-    module__hidden_sizes=(8,),
-))
+#: One short epoch of tiny episodes on the CPU, no meta-validation (conftest.FAST).
+TINY = FAST
 
 
 def has_param(estimator_type, name):
