@@ -21,8 +21,8 @@ import pandas as pd
 import torch
 
 from skmeta import MAMLClassifier, ProtoNetClassifier
-from skmeta._maml import inner_loop
-from skmeta._protonet import prototypes, prototypical_logits
+from skmeta.optimization._maml import inner_loop
+from skmeta.metric._protonet import prototypes, prototypical_logits
 from skmeta._validation import check_long_format, check_task_collection
 from skmeta.datasets import make_blob_tasks
 from skmeta.tasks import TaskCollection

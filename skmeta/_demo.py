@@ -15,9 +15,9 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 
-from ._maml import MAMLClassifier, MAMLRegressor
+from .optimization import MAMLClassifier, MAMLRegressor
 from ._preprocessing import make_task_preprocessor
-from ._protonet import ProtoNetClassifier
+from .metric import ProtoNetClassifier
 from .callbacks import ProgressBar
 from .datasets import load_adult_tasks, make_sinusoid_tasks, sinusoid
 from .tasks import EpisodeSampler

@@ -1,4 +1,4 @@
-"""The skorch plumbing of skmeta/_base.py: parameters, devices, pickling,
+"""The skorch plumbing of skmeta/_base/: parameters, devices, pickling,
 history, callbacks, continued training and seeding."""
 
 import pickle

@@ -1,5 +1,5 @@
 """Real group tables: raw-scale targets, support weights, refused arguments,
-degenerate splits and progress output (skmeta/_base.py, skmeta/callbacks.py)."""
+degenerate splits and progress output (skmeta/_base/, skmeta/callbacks.py)."""
 
 import io
 import warnings

@@ -529,7 +529,7 @@ PARAMETER_TESTS = {
     "inner_lr": ("test_parameters.py", "test_one_meta_step_matches_the_hand_written_reference"),
     "inner_steps": ("test_parameters.py", "test_one_meta_step_matches_the_hand_written_reference"),
     "first_order": ("test_parameters.py", "test_one_meta_step_matches_the_hand_written_reference"),
-    "adapt_steps": ("test_maml.py", "test_adapt_takes_adapt_steps_gradient_steps_of_inner_lr"),
+    "adapt_steps": ("optimization/test_maml.py", "test_adapt_takes_adapt_steps_gradient_steps_of_inner_lr"),
     "max_epochs": ("test_parameters.py", "test_epochs_and_meta_batches_are_the_steps_taken"),
     "n_episodes": ("test_parameters.py", "test_epochs_and_meta_batches_are_the_steps_taken"),
     "meta_batch_size": ("test_parameters.py", "test_epochs_and_meta_batches_are_the_steps_taken"),

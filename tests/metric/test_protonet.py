@@ -9,7 +9,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier, NearestCentroid
 
 from skmeta import ProtoNetClassifier, Task, TaskCollection
-from skmeta._protonet import prototypes, prototypical_logits
+from skmeta.metric._protonet import prototypes, prototypical_logits
 from skmeta.datasets import make_blob_tasks
 from skmeta.tasks import EpisodeSampler
 

@@ -17,10 +17,10 @@ import torch
 from sklearn.utils._param_validation import Interval
 from torch.func import functional_call, grad, vmap
 
-from ._base import MetaClassifierMixin, MetaLearner
-from ._mlp import MLP
-from .exceptions import AdaptationWarning
-from .tasks import TaskSplit
+from .._base import MetaClassifierMixin, MetaLearner
+from .._mlp import MLP
+from ..exceptions import AdaptationWarning
+from ..tasks import TaskSplit
 
 
 def inner_loop(module, params, X, y, *, loss_fn, inner_lr, steps, first_order=False, weight=None):

@@ -8,7 +8,7 @@ import torch
 from torch.func import functional_call
 
 from skmeta import MAMLClassifier, MAMLRegressor
-from skmeta._maml import guarded_inner_loop, inner_loop
+from skmeta.optimization._maml import guarded_inner_loop, inner_loop
 from skmeta.datasets import make_blob_tasks, make_sinusoid_tasks
 from skmeta.exceptions import AdaptationWarning
 

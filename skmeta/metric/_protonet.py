@@ -8,7 +8,7 @@ functions on tensors with a leading meta-batch axis. Estimator:
 import numpy as np
 import torch
 
-from ._base import MetaClassifierMixin, MetaLearner
+from .._base import MetaClassifierMixin, MetaLearner
 
 
 def prototypes(embeddings, labels, n_classes, weight=None):
