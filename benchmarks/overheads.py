@@ -21,10 +21,10 @@ import pandas as pd
 import torch
 
 from skmeta import MAMLClassifier, ProtoNetClassifier
-from skmeta.optimization._maml import inner_loop
-from skmeta.metric._protonet import prototypes, prototypical_logits
 from skmeta._validation import check_long_format, check_task_collection
 from skmeta.datasets import make_blob_tasks
+from skmeta.metric._protonet import prototypes, prototypical_logits
+from skmeta.optimization._maml import inner_loop
 from skmeta.tasks import TaskCollection
 
 from ._common import mean_ci

@@ -5,11 +5,11 @@ labelled rows, with the sklearn tools you already use.
 """
 
 from ._adapted import AdaptedClassifier, AdaptedRegressor
-from .optimization import MAMLClassifier, MAMLRegressor
 from ._mlp import MLP
 from ._preprocessing import make_task_preprocessor
 from .metric import ProtoNetClassifier
 from .metrics import episodic_score, make_episodic_scorer
+from .optimization import MAMLClassifier, MAMLRegressor
 from .pipeline import MetaPipeline, make_meta_pipeline
 from .tasks import Task, TaskCollection, TaskSplit
 

@@ -15,11 +15,11 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 
-from .optimization import MAMLClassifier, MAMLRegressor
 from ._preprocessing import make_task_preprocessor
-from .metric import ProtoNetClassifier
 from .callbacks import ProgressBar
 from .datasets import load_adult_tasks, make_sinusoid_tasks, sinusoid
+from .metric import ProtoNetClassifier
+from .optimization import MAMLClassifier, MAMLRegressor
 from .tasks import EpisodeSampler
 
 TASK = "occupation"

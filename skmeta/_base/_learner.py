@@ -10,8 +10,8 @@ import inspect
 from numbers import Integral, Real
 
 import torch
-from skorch import NeuralNet
 from sklearn.utils._param_validation import Interval, StrOptions
+from skorch import NeuralNet
 
 from .._mlp import MLP
 from ..tasks import TaskSplit

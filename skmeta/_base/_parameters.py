@@ -10,10 +10,10 @@ meaningless (``batch_size``, ``iterator_*__*``, ``dataset__*``) are refused.
 import functools
 import inspect
 
-from skorch import NeuralNet
-from skorch.callbacks import EpochTimer, PassthroughScoring, PrintLog
 from sklearn.utils._param_validation import validate_parameter_constraints
 from sklearn.utils._tags import ClassifierTags, RegressorTags
+from skorch import NeuralNet
+from skorch.callbacks import EpochTimer, PassthroughScoring, PrintLog
 
 #: Routed parameters skorch would accept but episodes make meaningless.
 _REFUSED_PREFIXES = ("iterator_train", "iterator_valid", "dataset")

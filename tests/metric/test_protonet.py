@@ -9,8 +9,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier, NearestCentroid
 
 from skmeta import ProtoNetClassifier, Task, TaskCollection
-from skmeta.metric._protonet import prototypes, prototypical_logits
 from skmeta.datasets import make_blob_tasks
+from skmeta.metric._protonet import prototypes, prototypical_logits
 from skmeta.tasks import EpisodeSampler
 
 # ------------------------------------------------------------ functional core

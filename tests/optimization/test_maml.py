@@ -11,9 +11,9 @@ from torch.func import functional_call
 from torch.nn.functional import cross_entropy, mse_loss
 
 from skmeta import MLP, MAMLClassifier, MAMLRegressor
-from skmeta.optimization._maml import inner_loop, maml_loss
 from skmeta.datasets import make_blob_tasks, make_sinusoid_tasks
 from skmeta.exceptions import AdaptationWarning
+from skmeta.optimization._maml import inner_loop, maml_loss
 from skmeta.tasks import EpisodeBatch
 
 # ------------------------------------------------------------ functional core
