@@ -19,6 +19,7 @@ from torch.func import functional_call, grad, vmap
 
 from .._base import MetaClassifierMixin, MetaLearner
 from .._mlp import MLP
+from .._steps import guarded_inner_loop
 from ..exceptions import AdaptationWarning
 from ..tasks import TaskSplit
 
@@ -117,78 +118,6 @@ def maml_loss(module, params, batch, *, loss_fn, inner_lr, steps, first_order=Fa
         n_query = tensors[5].sum(-1)
         return (losses * n_query).sum() / n_query.sum(), outputs
     return losses.mean(), outputs
-
-
-def guarded_inner_loop(module, params, X, y, *, loss_fn, inner_lr, steps, weight=None,
-                       tolerance=1e-6, max_halvings=12):
-    """Adapt ``params`` by gradient steps that never raise the support loss.
-
-    Each step is taken with plain ``torch.autograd`` on leaf tensors (no
-    graph is kept for a meta-gradient). A step that raises the support loss
-    by more than ``tolerance`` (relative) or makes it non-finite is rejected
-    and the step size halved, for this and later steps; adaptation stops when
-    ``max_halvings`` halvings find no step that helps. When every step helps,
-    the result is that of :func:`inner_loop`.
-
-    Parameters
-    ----------
-    module, params, X, y, loss_fn, inner_lr, steps, weight
-        As in :func:`inner_loop`.
-    tolerance : float, default=1e-6
-        Relative rise of the support loss still accepted (rounding).
-    max_halvings : int, default=12
-        Halvings of the step size tried before adaptation stops.
-
-    Returns
-    -------
-    params : dict of str to Tensor
-        The adapted parameters (detached): the last accepted step's, or the
-        starting ones if no step lowered the support loss below its start.
-    report : dict
-        ``step_sizes`` (one per accepted step), ``support_loss`` (at the
-        start and after each accepted step) and ``backtracked`` (whether
-        a step was rejected).
-
-    Examples
-    --------
-    >>> import torch
-    >>> from torch.nn.functional import mse_loss
-    >>> model = torch.nn.Linear(1, 1, bias=False)
-    >>> X, y = torch.ones(4, 1), torch.full((4, 1), 2.0)
-    >>> params, report = guarded_inner_loop(model, {"weight": torch.zeros(1, 1)}, X, y,
-    ...                                     loss_fn=mse_loss, inner_lr=3.0, steps=1)
-    >>> params["weight"], report["step_sizes"], report["backtracked"]
-    (tensor([[3.]]), [0.75], True)
-    """
-
-    def support_loss(p):
-        output = functional_call(module, p, (X,))
-        return loss_fn(output, y) if weight is None else loss_fn(output, y, weight)
-
-    start = {name: p.detach().requires_grad_() for name, p in params.items()}
-    with torch.enable_grad():
-        current, loss = start, support_loss(start)
-        losses, step_sizes, step_size, backtracked = [loss.item()], [], inner_lr, False
-        for _ in range(steps):
-            grads = torch.autograd.grad(loss, list(current.values()))
-            for _ in range(max_halvings + 1):
-                with torch.no_grad():
-                    candidate = {name: (p - step_size * g).requires_grad_()
-                                 for (name, p), g in zip(current.items(), grads, strict=True)}
-                candidate_loss = support_loss(candidate)
-                value = candidate_loss.item()
-                if value == value and value <= losses[-1] + tolerance * abs(losses[-1]):
-                    break
-                backtracked, step_size = True, step_size / 2
-            else:
-                break  # no step size helps: stop here
-            current, loss = candidate, candidate_loss
-            losses.append(value)
-            step_sizes.append(step_size)
-    if losses[-1] > losses[0]:  # only rounding-sized rises were taken: keep the start
-        current = start
-    report = {"step_sizes": step_sizes, "support_loss": losses, "backtracked": backtracked}
-    return {name: p.detach() for name, p in current.items()}, report
 
 
 class _MAML(MetaLearner):

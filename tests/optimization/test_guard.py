@@ -8,9 +8,10 @@ import torch
 from torch.func import functional_call
 
 from skmeta import MAMLClassifier, MAMLRegressor
+from skmeta._steps import guarded_inner_loop
 from skmeta.datasets import make_blob_tasks, make_sinusoid_tasks
 from skmeta.exceptions import AdaptationWarning
-from skmeta.optimization._maml import guarded_inner_loop, inner_loop
+from skmeta.optimization._maml import inner_loop
 
 SINUSOID = dict(max_epochs=2, n_episodes=64, meta_batch_size=8, n_shots=10, n_queries=10, inner_lr=0.01,
                 train_split=None, random_state=0, device="cpu", standardize_targets=False,
