@@ -181,6 +181,12 @@ class MetaPipeline(Pipeline):
         return self.adapt(X_support, y_support, sample_weight=sample_weight)
 
     @available_if(_final_estimator_has("predict"))
+    def _through_adapted(self, method, X, X_support, y_support, sample_weight, params):
+        """``method`` of the pipeline adapted to the support set; without one, the meta-learner's error."""
+        if X_support is None or y_support is None:
+            return getattr(super(), method)(X, **params)
+        return getattr(self._adapted_for(X_support, y_support, sample_weight), method)(X, **params)
+
     def predict(self, X, X_support=None, y_support=None, sample_weight=None, **params):
         """Adapt on a raw support set, then predict the raw query rows ``X``.
 
@@ -204,9 +210,7 @@ class MetaPipeline(Pipeline):
         -------
         ndarray of shape (n_queries,)
         """
-        if X_support is None or y_support is None:
-            return super().predict(X, **params)  # the meta-learner's own error
-        return self._adapted_for(X_support, y_support, sample_weight).predict(X, **params)
+        return self._through_adapted("predict", X, X_support, y_support, sample_weight, params)
 
     @available_if(_final_estimator_has("predict_proba"))
     def predict_proba(self, X, X_support=None, y_support=None, sample_weight=None, **params):
@@ -233,9 +237,7 @@ class MetaPipeline(Pipeline):
         ndarray of shape (n_queries, n_classes)
             Columns follow the sorted labels of ``y_support``.
         """
-        if X_support is None or y_support is None:
-            return super().predict_proba(X, **params)
-        return self._adapted_for(X_support, y_support, sample_weight).predict_proba(X, **params)
+        return self._through_adapted("predict_proba", X, X_support, y_support, sample_weight, params)
 
     @available_if(_final_estimator_has("decision_function"))
     def decision_function(self, X, X_support=None, y_support=None, sample_weight=None, **params):
@@ -260,9 +262,7 @@ class MetaPipeline(Pipeline):
         -------
         ndarray
         """
-        if X_support is None or y_support is None:
-            return super().decision_function(X, **params)
-        return self._adapted_for(X_support, y_support, sample_weight).decision_function(X, **params)
+        return self._through_adapted("decision_function", X, X_support, y_support, sample_weight, params)
 
     @available_if(_final_estimator_has("score"))
     def score(self, X, y=None, sample_weight=None):
