@@ -39,8 +39,8 @@ def _learners(device, epochs):
     return {
         "ProtoNetClassifier": (ProtoNetClassifier(**common), blobs),
         "MAMLClassifier (10 adapt steps)": (MAMLClassifier(**common), blobs),
-        "MAMLRegressor (10 adapt steps)": (MAMLRegressor(inner_lr=0.01, n_shots=5, standardize_targets=False,
-                                                         **common), sinusoids),
+        "MAMLRegressor (10 adapt steps)": (MAMLRegressor(inner_lr=0.01, lr=1e-3, n_shots=5,
+                                                         standardize_targets=False, **common), sinusoids),
     }
 
 
@@ -87,7 +87,7 @@ def throughput(settings, device):
             per_task = []
             for repeat in range(settings["repeats"]):
                 maml = MAMLRegressor(
-                    MLP(1, 1, hidden_sizes=(width, width)), inner_lr=0.01, n_shots=10, n_queries=10,
+                    MLP(1, 1, hidden_sizes=(width, width)), inner_lr=0.01, lr=1e-3, n_shots=10, n_queries=10,
                     standardize_targets=False,
                     meta_batch_size=batch_size, n_episodes=batch_size * settings["iterations"],
                     max_epochs=2, train_split=None, device=device, random_state=repeat,

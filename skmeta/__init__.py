@@ -7,11 +7,14 @@ labelled rows, with the sklearn tools you already use.
 from ._adapted import AdaptedClassifier, AdaptedRegressor
 from ._mlp import MLP
 from ._preprocessing import make_task_preprocessor
+from .mapping import FiLMClassifier, FiLMRegressor
 from .metric import ProtoNetClassifier
 from .metrics import episodic_score, make_episodic_scorer
+from .multitask import SharedTrunkClassifier, SharedTrunkRegressor
 from .optimization import MAMLClassifier, MAMLRegressor
 from .pipeline import MetaPipeline, make_meta_pipeline
 from .tasks import Task, TaskCollection, TaskSplit
+from .transfer import FineTuneClassifier, FineTuneRegressor
 
 __version__ = "0.1.0"
 
@@ -19,10 +22,16 @@ __all__ = [
     "MLP",
     "AdaptedClassifier",
     "AdaptedRegressor",
+    "FiLMClassifier",
+    "FiLMRegressor",
+    "FineTuneClassifier",
+    "FineTuneRegressor",
     "MAMLClassifier",
     "MAMLRegressor",
     "MetaPipeline",
     "ProtoNetClassifier",
+    "SharedTrunkClassifier",
+    "SharedTrunkRegressor",
     "Task",
     "TaskCollection",
     "TaskSplit",

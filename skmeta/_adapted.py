@@ -91,7 +91,7 @@ class _AdaptedMixin:
         from ._base import Adaptation
 
         return Adaptation(self.state_, getattr(self, "target_mean_", 0.0),
-                          getattr(self, "target_scale_", 1.0))
+                          getattr(self, "target_scale_", 1.0), classes=getattr(self, "classes_", None))
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -185,7 +185,7 @@ class AdaptedClassifier(_AdaptedMixin, ClassifierMixin, BaseEstimator):
                     "(the adapted classifier then has no such class) or give them weight."
                 )
         classes, y_encoded = np.unique(y, return_inverse=True)
-        adaptation = self._meta._adapt_task(X, y_encoded, classes.shape[0], sample_weight)
+        adaptation = self._meta._adapt_task(X, y_encoded, classes.shape[0], sample_weight, classes=classes)
         self.classes_ = classes
         self._store(frame, adaptation)
         return self

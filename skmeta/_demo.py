@@ -145,7 +145,8 @@ def sinusoid_adaptation(*, quick=False, seed=0, log=print):
     """
     tasks = make_sinusoid_tasks(1000, n_rows=50, random_state=seed)
     maml = MAMLRegressor(
-        inner_lr=0.01, inner_steps=1, adapt_steps=10, n_shots=10, n_queries=10, standardize_targets=False,
+        inner_lr=0.01, lr=1e-3, inner_steps=1, adapt_steps=10, n_shots=10, n_queries=10,
+        standardize_targets=False,
         meta_batch_size=25, n_episodes=1000, max_epochs=4 if quick else 40, train_split=None,
         random_state=seed, callbacks=[ProgressBar()],
     )

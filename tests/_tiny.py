@@ -42,7 +42,9 @@ def tiny_params(estimator_type, base=TINY, **overrides):
     extra = {}
     if not estimator_type._classification and has_param(estimator_type, "inner_lr"):
         extra["inner_lr"] = 0.01
-    return {**base, **extra, **overrides}
+    # Episode settings (n_episodes, ...) only for learners that train on episodes.
+    taken = {name: value for name, value in base.items() if "__" in name or has_param(estimator_type, name)}
+    return {**taken, **extra, **overrides}
 
 
 def tiny_tasks(estimator_type, n_tasks):

@@ -1,5 +1,7 @@
 """Tests of skmeta/tasks/_episodes.py: EpisodeSampler, EpisodeBatch, EpisodeLoader."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -297,3 +299,146 @@ def test_loader_without_shuffle_cycles_through_tasks_in_order():
                            meta_batch_size=5, random_state=0, shuffle=False)
     (batch,) = list(loader)
     assert batch.X_support[:, 0, 0].tolist() == [0.0, 1.0, 2.0, 0.0, 1.0]
+
+
+# ------------------------------------------------ natural class proportions
+
+
+def _skewed_task(counts, n_features=2):
+    """Rows numbered in the first feature; ``counts`` rows of labels 0, 1, ..."""
+    y = np.repeat(np.arange(len(counts)), counts)
+    y = y[np.random.default_rng(2).permutation(y.shape[0])]
+    X = np.column_stack([np.arange(y.shape[0], dtype=float), np.zeros((y.shape[0], n_features - 1))])
+    return X, y
+
+
+def test_natural_episodes_keep_the_tasks_class_proportions():
+    X, y = _skewed_task([450, 50])  # a 90/10 task
+    fractions = {}
+    for balance in ("balanced", "natural"):
+        sampler = EpisodeSampler(n_shots=25, n_queries=5, class_balance=balance)
+        rng = np.random.default_rng(0)
+        episodes = [sampler.sample(X, y, rng) for _ in range(300)]
+        assert {e.y_support.shape[0] for e in episodes} == {50}
+        assert {e.y_query.shape[0] for e in episodes} == {10}
+        fractions[balance] = (np.mean([e.y_support.mean() for e in episodes]),
+                              np.mean([e.y_query.mean() for e in episodes]))
+    assert fractions["balanced"] == (0.5, 0.5)
+    # One row of each class is drawn first: (1 + 48 * 49/498) / 50 = 0.114 expected.
+    assert fractions["natural"][0] == pytest.approx(0.1, abs=0.03)
+    assert fractions["natural"][1] == pytest.approx(0.1, abs=0.03)
+    # The learners' parameter reaches their sampler.
+    natural = ProtoNetClassifier(n_shots=25, n_queries=5, class_balance="natural")._sampler()
+    assert _same(natural.sample(X, y, np.random.default_rng(1)),
+                 EpisodeSampler(n_shots=25, n_queries=5, class_balance="natural")
+                 .sample(X, y, np.random.default_rng(1)))
+
+
+@pytest.mark.parametrize("n_ways", [None, 2])
+def test_natural_episodes_give_every_class_a_support_row_and_disjoint_repeatable_sets(n_ways):
+    X, y = _skewed_task([40, 3, 3, 30])
+    sampler = EpisodeSampler(n_ways=n_ways, n_shots=1, n_queries=2, class_balance="natural")
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        episode = sampler.sample(X, y, rng)
+        ways = episode.classes.shape[0]
+        assert ways == (n_ways or 4)
+        np.testing.assert_array_equal(np.bincount(episode.y_support, minlength=ways), [1] * ways)
+        assert episode.y_query.shape[0] == 2 * ways
+        support, query = _rows(episode.X_support), _rows(episode.X_query)
+        assert len(set(support)) == len(support) and len(set(query)) == len(query)
+        assert not set(support) & set(query)
+        np.testing.assert_array_equal(episode.classes[episode.y_support], y[support])
+        np.testing.assert_array_equal(episode.classes[episode.y_query], y[query])
+    rest = sampler.sample(X, y, np.random.default_rng(4), query="rest")
+    in_classes = np.flatnonzero(np.isin(y, rest.classes))
+    np.testing.assert_array_equal(np.sort(np.r_[_rows(rest.X_support), _rows(rest.X_query)]), in_classes)
+    assert _same(sampler.sample(X, y, np.random.default_rng(5)),
+                 sampler.sample(X, y, np.random.default_rng(5)))
+    assert not _same(sampler.sample(X, y, np.random.default_rng(5)),
+                     sampler.sample(X, y, np.random.default_rng(6)))
+
+
+def test_natural_episodes_of_a_small_task_keep_a_query_row():
+    X, y = _skewed_task([2, 2])
+    episode = EpisodeSampler(n_shots=5, n_queries=5, class_balance="natural").sample(
+        X, y, np.random.default_rng(0))
+    assert episode.y_support.shape[0] == 3 and episode.y_query.shape[0] == 1
+    np.testing.assert_array_equal(np.unique(episode.y_support), [0, 1])
+
+
+def test_class_balance_does_not_change_regression_episodes():
+    X, y = np.arange(30.0).reshape(-1, 1), np.arange(30.0)
+    episodes = [EpisodeSampler(n_shots=4, n_queries=5, classification=False, class_balance=balance)
+                .sample(X, y, np.random.default_rng(0)) for balance in ("balanced", "natural")]
+    assert _same(*episodes)
+
+
+def test_protonet_on_natural_episodes_of_skewed_tasks_stays_finite(fast_params):
+    tasks = TaskCollection(Task(*_skewed_task([27, 3], n_features=3), name=i) for i in range(4))
+    meta = ProtoNetClassifier(**{**fast_params, "n_shots": 1, "class_balance": "natural"}).fit(tasks)
+    assert np.isfinite(meta.history_[:, "train_loss"]).all()
+
+
+# ------------------------------------------------------- mixed shot counts
+
+
+def test_a_tuple_of_shot_counts_draws_each_of_them_and_rest_takes_the_largest():
+    X, y = _task(["a", "b"], 12)
+    sampler = EpisodeSampler(n_shots=(1, 3, 5), n_queries=2)
+    rng = np.random.default_rng(0)
+    shots = [np.bincount(sampler.sample(X, y, rng).y_support) for _ in range(60)]
+    assert {tuple(s) for s in shots} == {(1, 1), (3, 3), (5, 5)}
+    assert _same(sampler.sample(X, y, np.random.default_rng(1)),
+                 sampler.sample(X, y, np.random.default_rng(1)))
+    for seed in range(5):
+        rest = sampler.sample(X, y, np.random.default_rng(seed), query="rest")
+        np.testing.assert_array_equal(np.bincount(rest.y_support), [5, 5])
+    assert sampler.rows_needed == 7
+    regression = EpisodeSampler(n_shots=[2, 4], n_queries=3, classification=False)
+    sizes = {regression.sample(X, y, rng).y_support.shape[0] for _ in range(30)}
+    assert sizes == {2, 4}
+
+
+def test_meta_batches_of_mixed_shot_counts_are_padded_and_the_padding_masked():
+    sampler = EpisodeSampler(n_shots=(1, 3), n_queries=1)
+    loader = EpisodeLoader(_tasks(n_tasks=3), sampler, n_episodes=16, meta_batch_size=8, random_state=0)
+    for batch in loader:  # 3 classes: 1 or 3 shots each
+        assert batch.padded and batch.X_support.shape[1] == 9
+        assert set(batch.support_weight.sum(1).tolist()) == {3.0, 9.0}
+        assert batch.query_weight is None  # one query per class either way
+        # Real rows first, then padding; the padding's labels are real labels.
+        for weights in batch.support_weight:
+            n = int(weights.sum())
+            assert weights[:n].eq(1).all() and weights[n:].eq(0).all()
+
+
+@pytest.mark.parametrize("cls", [ProtoNetClassifier, MAMLClassifier])
+def test_meta_learners_fit_on_mixed_shot_counts(cls, fast_params, blob_tasks):
+    meta = cls(**{**fast_params, "n_shots": (1, 5), "max_epochs": 2, "meta_batch_size": 4,
+                  "n_episodes": 8}).fit(blob_tasks)
+    assert np.isfinite(meta.history_[:, "train_loss"]).all()
+
+
+def test_score_with_a_tuple_of_shot_counts_adapts_on_the_largest(fast_params):
+    from skmeta.datasets import make_blob_tasks
+
+    train = make_blob_tasks(n_tasks=6, n_rows_per_class=10, n_features=4, random_state=0)
+    new = make_blob_tasks(n_tasks=4, n_rows_per_class=12, n_features=4, random_state=1)
+    meta = ProtoNetClassifier(**{**fast_params, "n_shots": (1, 4)}).fit(train)
+    score = meta.score(new)
+    assert score == meta.score(new)
+    largest = ProtoNetClassifier(**{**fast_params, "n_shots": 4}).fit(train)
+    largest.module_.load_state_dict(meta.module_.state_dict())
+    assert score == pytest.approx(largest.score(new), abs=1e-12)
+    smallest = ProtoNetClassifier(**{**fast_params, "n_shots": 1}).fit(train)
+    smallest.module_.load_state_dict(meta.module_.state_dict())
+    assert abs(score - smallest.score(new)) > 1e-3
+
+
+@pytest.mark.parametrize("param, value", [("n_shots", ()), ("n_shots", (0, 5)), ("n_shots", 2.5),
+                                          ("n_shots", [2, True]), ("class_balance", "natural-ish")])
+def test_bad_shot_counts_and_class_balance_are_refused_by_name(param, value, fast_params, blob_tasks):
+    with pytest.raises(ValueError, match=rf"The '{param}' parameter of ProtoNetClassifier must be .*"
+                                         rf"Got {re.escape(repr(value))} instead"):
+        ProtoNetClassifier(**{**fast_params, param: value}).fit(blob_tasks)

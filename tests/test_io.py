@@ -166,6 +166,25 @@ def test_an_adapted_estimator_round_trips_exactly(cls, fast_params):
     np.testing.assert_array_equal(refit_loaded.predict(X_support), refit.predict(X_support))
 
 
+@pytest.mark.parametrize("cls", [pytest.param(c, id=n) for n, c in all_learners() if c._accepts_prior])
+def test_a_meta_learner_with_a_fitted_prior_round_trips_exactly(cls, fast_params):
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    prior = LogisticRegression() if cls._classification else Ridge()
+    meta = _fit(cls, fast_params, prior=prior, prior_cv=3)
+    loaded = _round_trip(meta)
+
+    _assert_same_params(meta, loaded)
+    _assert_same_weights(meta, loaded)
+    assert type(loaded.prior_) is type(meta.prior_) and loaded.prior_ is not loaded.prior
+    np.testing.assert_array_equal(loaded.prior_.coef_, meta.prior_.coef_)
+    X_support, y_support, X_query, _ = _new_task(cls)
+    _assert_same_outputs(_outputs(meta, X_query, X_support, y_support),
+                         _outputs(loaded, X_query, X_support, y_support))
+    adapted = meta.adapt(X_support, y_support)
+    _assert_same_outputs(_outputs(_round_trip(adapted), X_query), _outputs(adapted, X_query))
+
+
 def _long_format(random_state=0):
     """Six 2-class tasks in one table: 3 numbers, a category and the task column."""
     rng = np.random.default_rng(random_state)

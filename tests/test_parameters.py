@@ -13,6 +13,15 @@ apart). The episodes are checked against the tasks and the settings
 episodic ``score`` are recomputed from their documented definitions with
 sklearn's metrics.
 
+The pooled learners (fine-tuning, a shared trunk) pre-train on the rows of
+the training tasks pooled, in batches ``(X, y, task_index)``, not on
+episodes: their replay takes each epoch's rows in the order drawn, cuts them
+into batches of ``rows_per_batch`` and steps on the loss of each batch,
+computed row by row from the tasks themselves (labels as positions in the
+sorted union of the tasks' labels, targets standardised per task). Tests
+about episodes select the episodic learners; the pooled ones have their own
+checks of the batches, the steps and ``valid_score``.
+
 A new learner needs an entry in :data:`REFERENCES`:
 ``test_every_learner_has_a_reference`` says so.
 """
@@ -30,7 +39,7 @@ from skorch.callbacks import Callback
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from skmeta import TaskSplit
+from skmeta import TaskCollection, TaskSplit
 from skmeta.datasets import make_blob_tasks, make_sinusoid_tasks
 from skmeta.tasks import EpisodeSampler
 from skmeta.utils import all_learners
@@ -66,6 +75,15 @@ class EpisodeRecorder(Callback):
         self.valid_batches[-1].append(batch)
         if self.valid_states[-1] is None:
             self.valid_states[-1] = copy.deepcopy(net.module_.state_dict())
+
+
+class PooledRecorder(EpisodeRecorder):
+    """The same for pooled learners: each batch is ``(X, y, task_index)``, kept as copies."""
+
+    def on_batch_begin(self, net, batch=None, training=None, **kwargs):
+        X, y, task_index = batch
+        batch = (X.detach().clone(), y.detach().clone(), task_index.detach().clone())
+        super().on_batch_begin(net, batch=batch, training=training, **kwargs)
 
 
 def _weights(module):
@@ -123,6 +141,115 @@ def maml_meta_loss(module, params, batch, settings):
     return torch.stack(losses).mean()
 
 
+def film_meta_loss(module, params, batch, settings):
+    """Query loss of a task-conditioned (FiLM) network, one episode at a time:
+    encoder means over rows and, by boolean masks, over classes; each hidden
+    layer scaled by 1 + and shifted by its slice of the generator's output."""
+    def linear(name, X):
+        return X @ params[f"{name}.weight"].T + params[f"{name}.bias"]
+
+    n_encoder = sum(1 for name in params if name.startswith("encoder.") and name.endswith(".weight"))
+    n_hidden = sum(1 for name in params if name.startswith("hidden.") and name.endswith(".weight"))
+    widths = [params[f"hidden.{i}.weight"].shape[0] for i in range(n_hidden)]
+    losses = []
+    for e in range(len(batch)):
+        X, y = batch.X_support[e], batch.y_support[e]
+        if settings["classification"]:
+            n_ways = int(y.max()) + 1
+            code, masks = F.one_hot(y, n_ways).double(), [y == k for k in range(n_ways)]
+        else:
+            code, masks = y[:, None], [torch.ones_like(y, dtype=torch.bool)]
+        rows = torch.cat([X, code], dim=1)
+        for i in range(n_encoder):
+            rows = torch.relu(linear(f"encoder.{2 * i}", rows))
+        task = linear("rho.2", torch.relu(linear("rho.0", rows.mean(0))))
+        modulation = linear("film", task)
+        hidden, start = batch.X_query[e], 0
+        for i, width in enumerate(widths):
+            scale = 1 + modulation[start:start + width]
+            shift = modulation[sum(widths) + start:sum(widths) + start + width]
+            hidden = torch.relu(scale * linear(f"hidden.{i}", hidden) + shift)
+            start += width
+        codes = torch.stack([rows[mask].mean(0) for mask in masks])
+        output = hidden @ linear("code_weight", codes).T + linear("code_bias", codes).T
+        losses.append(settings["loss"](output, batch.y_query[e]))
+    return torch.stack(losses).mean()
+
+
+# ------------------------------------------------------- reference pooled losses
+
+
+def _mlp_by_hand(params, prefix, X, *, head):
+    """The linear layers ``{prefix}layers.{i}`` in order, a ReLU after each (but the last if ``head``)."""
+    start = f"{prefix}layers."
+    indices = sorted(int(name[len(start):].split(".")[0]) for name in params
+                     if name.startswith(start) and name.endswith(".weight"))
+    for n, i in enumerate(indices):
+        X = X @ params[f"{start}{i}.weight"].T + params[f"{start}{i}.bias"]
+        if not (head and n == len(indices) - 1):
+            X = torch.relu(X)
+    return X
+
+
+def finetune_output(params, X, task=None):
+    """The pooled model (an MLP ending on a linear head) on rows ``X``."""
+    return _mlp_by_hand(params, "", X, head=True)
+
+
+def shared_trunk_output(params, X, task=None):
+    """The trunk, then row by row its own task's head (the mean of the heads if ``task`` is None)."""
+    hidden = _mlp_by_hand(params, "trunk.", X, head=False)
+    if task is None:
+        return hidden @ params["head_weight"].mean(0) + params["head_bias"].mean(0)
+    return torch.stack([hidden[r] @ params["head_weight"][t] + params["head_bias"][t]
+                        for r, t in enumerate(task)])
+
+
+def pooled_loss(output_fn):
+    """The mean over rows of the criterion on each row's output, one task at a time."""
+    def loss(params, X, y, task, settings):
+        total = 0.0
+        for t in np.unique(task):
+            rows = np.flatnonzero(task == t)
+            total = total + settings["loss"](output_fn(params, X[rows], task[rows]), y[rows])
+        return total / len(y)
+    return loss
+
+
+def _pooled_settings(classification):
+    """Summed losses over rows: cross-entropy (label smoothing if set) or squared / absolute error."""
+    def settings(params):
+        if classification:
+            smoothing = (params.get("criterion__label_smoothing", 0.0)
+                         if params.get("criterion") is torch.nn.CrossEntropyLoss else 0.0)
+            return {"loss": lambda logits, y: F.cross_entropy(logits, y, label_smoothing=smoothing,
+                                                               reduction="sum")}
+        if params.get("criterion") is torch.nn.L1Loss:
+            return {"loss": lambda output, y: (output.squeeze(-1) - y).abs().sum()}
+        return {"loss": lambda output, y: ((output.squeeze(-1) - y) ** 2).sum()}
+    return settings
+
+
+def _pooled_targets_by_hand(tasks, fitted_tasks, *, classification, standardize, classes=None):
+    """``(task, row) -> target``: a label's position among ``classes`` (by default the
+    sorted union of the labels of ``tasks``); or a regression target, standardised if
+    ``standardize`` by its task's mean and standard deviation, the latter floored at a
+    tenth of the root mean within-task variance of the fitted tasks."""
+    if classification:
+        if classes is None:
+            classes = sorted(set().union(*(np.asarray(task.y).tolist() for task in tasks)))
+        position = {label: k for k, label in enumerate(list(classes))}
+        return {(t, i): position[label] for t, task in enumerate(tasks)
+                for i, label in enumerate(np.asarray(task.y).tolist())}
+    pooled = np.sqrt(np.mean([np.var(np.asarray(task.y, dtype=np.float64)) for task in fitted_tasks]))
+    targets = {}
+    for t, task in enumerate(tasks):
+        y = np.asarray(task.y, dtype=np.float64)
+        mean, scale = (y.mean(), max(y.std(), 0.1 * pooled)) if standardize else (0.0, 1.0)
+        targets.update({(t, i): (value - mean) / scale for i, value in enumerate(y)})
+    return targets
+
+
 # ------------------------------------------------------------------ learners
 
 
@@ -150,6 +277,10 @@ class Reference:
     tasks: object
     params: dict = field(default_factory=dict)
     cases: list = field(default_factory=list)
+    #: Pre-trains on pooled rows, not episodes: ``meta_loss(params, X, y, task, settings)``
+    #: is the loss of a batch of rows, ``output(params, X, task)`` the model's outputs.
+    pooled: bool = False
+    output: object = None
 
 
 def _classifier_loss(params):
@@ -188,6 +319,17 @@ _MAML_CASES = [
 ]
 
 REFERENCES = {
+    "FiLMClassifier": Reference(
+        film_meta_loss, lambda params: {"loss": _classifier_loss(params), "classification": True},
+        _blob_tasks, cases=_SHARED_CASES + _CLASSIFIER_CASES,
+    ),
+    "FiLMRegressor": Reference(
+        film_meta_loss, lambda params: {"loss": _regressor_loss(params), "classification": False},
+        # Raw targets (standardize_targets=False) up to 5 enter the encoder and the
+        # output layer's weights: six SGD steps of 0.1 diverge.
+        _sinusoid_tasks, params={"lr": 0.02},
+        cases=_SHARED_CASES + [({"criterion": torch.nn.L1Loss}, {"criterion": None})],
+    ),
     "ProtoNetClassifier": Reference(
         protonet_meta_loss, lambda params: {"loss": _classifier_loss(params)}, _blob_tasks,
         cases=_SHARED_CASES + _CLASSIFIER_CASES,
@@ -210,8 +352,38 @@ REFERENCES = {
     ),
 }
 
+#: ``rows_per_batch`` that holds every row of the reference tasks (96 or 48): one step an epoch.
+_ONE_BATCH = {"rows_per_batch": 100}
+_POOLED_CASES = [({"rows_per_batch": 100}, {"rows_per_batch": 40})]
+_POOLED_REGRESSOR_CASES = [
+    ({"criterion": torch.nn.L1Loss}, {"criterion": None}),
+    ({"standardize_targets": True}, {"standardize_targets": False}),
+]
+
+
+def _pooled_reference(output_fn, classification):
+    tasks = _blob_tasks if classification else _sinusoid_tasks
+    cases = _SHARED_CASES + _POOLED_CASES + (_CLASSIFIER_CASES if classification else _POOLED_REGRESSOR_CASES)
+    return Reference(pooled_loss(output_fn), _pooled_settings(classification), tasks,
+                     params=dict(_ONE_BATCH), cases=cases, pooled=True, output=output_fn)
+
+
+REFERENCES.update({
+    "FineTuneClassifier": _pooled_reference(finetune_output, classification=True),
+    "FineTuneRegressor": _pooled_reference(finetune_output, classification=False),
+    "SharedTrunkClassifier": _pooled_reference(shared_trunk_output, classification=True),
+    "SharedTrunkRegressor": _pooled_reference(shared_trunk_output, classification=False),
+})
+
 LEARNERS = all_learners()
 WITH_REFERENCE = [pytest.param(name, learner, id=name) for name, learner in LEARNERS if name in REFERENCES]
+#: Learners that meta-train on episodes: the tests of episodes, meta-batches and
+#: validation episodes are about them only.
+EPISODIC = [pytest.param(name, learner, id=name) for name, learner in LEARNERS
+            if name in REFERENCES and not REFERENCES[name].pooled]
+#: Learners that pre-train on pooled rows: their batches are checked instead.
+POOLED = [pytest.param(name, learner, id=name) for name, learner in LEARNERS
+          if name in REFERENCES and REFERENCES[name].pooled]
 
 #: Plain SGD, so that a meta-step is ``weights - lr * meta-gradient``.
 BASE = dict(
@@ -230,17 +402,26 @@ BASE = dict(
 
 
 def _params(name, learner, **overrides):
-    params = {**BASE, **REFERENCES[name].params, **overrides}
-    if "standardize_targets" in learner().get_params():
+    taken = learner().get_params(deep=False)
+    # The pooled learners take (and accept) no episode settings: n_episodes,
+    # meta_batch_size, n_queries are left out for them.
+    base = {key: value for key, value in BASE.items() if "__" in key or key in taken}
+    params = {**base, **REFERENCES[name].params, **overrides}
+    if "standardize_targets" in taken:
         # The reference replays the mathematics on the targets as given.
         params.setdefault("standardize_targets", False)
     return params
 
 
 def _fit(name, learner, tasks=None, **overrides):
-    recorder = EpisodeRecorder()
+    recorder = PooledRecorder() if REFERENCES[name].pooled else EpisodeRecorder()
     params = _params(name, learner, **overrides)
-    meta = learner(**params, callbacks=[recorder]).fit(REFERENCES[name].tasks() if tasks is None else tasks)
+    tasks = REFERENCES[name].tasks() if tasks is None else tasks
+    meta = learner(**params, callbacks=[recorder]).fit(tasks)
+    # What a pooled replay reads its rows and targets from.
+    recorder.tasks = tasks
+    split = params.get("train_split")
+    recorder.train_tasks = tasks if split is None else split(tasks)[0]
     return meta, recorder, params
 
 
@@ -255,6 +436,8 @@ def _double(batch):
 def replay(name, meta, recorder, params):
     """The weights after meta-training, recomputed by hand from the same start and episodes."""
     reference = REFERENCES[name]
+    if reference.pooled:
+        return replay_pooled(name, meta, recorder, params)
     module = copy.deepcopy(meta.module_).double()
     settings = reference.settings(params)
     weights = {weight: p.double() for weight, p in recorder.initial.items()}
@@ -269,6 +452,38 @@ def replay(name, meta, recorder, params):
     return weights
 
 
+def replay_pooled(name, meta, recorder, params):
+    """The weights after pooled pre-training, recomputed by hand: each epoch's rows in
+    the order drawn, in batches of ``rows_per_batch``, targets taken from the tasks."""
+    reference = REFERENCES[name]
+    settings = reference.settings(params)
+    tasks = recorder.train_tasks
+    index = _row_index(tasks)
+    targets = _pooled_targets_by_hand(tasks, recorder.tasks, classification=meta._classification,
+                                      standardize=params.get("standardize_targets", False))
+    weights = {weight: p.double() for weight, p in recorder.initial.items()}
+    k = params["rows_per_batch"]
+    for epoch in recorder.train_batches:
+        if not epoch:
+            continue
+        drawn = torch.cat([X for X, _, _ in epoch])
+        places = [index[row.tobytes()] for row in drawn.numpy()]
+        X = drawn.double()
+        for start in range(0, len(places), k):
+            rows = places[start:start + k]
+            y = torch.tensor([targets[place] for place in rows],
+                             dtype=torch.int64 if meta._classification else torch.float64)
+            task = np.array([t for t, _ in rows])
+            leaves = {weight: p.clone().requires_grad_() for weight, p in weights.items()}
+            loss = reference.meta_loss(leaves, X[start:start + k], y, task, settings)
+            grads = torch.autograd.grad(loss, list(leaves.values()))
+            weights = {
+                weight: (p - params["lr"] * g).detach()
+                for (weight, p), g in zip(leaves.items(), grads, strict=True)
+            }
+    return weights
+
+
 def _largest_difference(left, right):
     return max((left[w].double() - right[w].double()).abs().max().item() for w in left)
 
@@ -279,6 +494,11 @@ def _largest_difference(left, right):
 def test_every_learner_has_a_reference():
     missing = [name for name, _ in LEARNERS if name not in REFERENCES]
     assert not missing, f"add a hand-written replay of meta-training to REFERENCES for {missing}"
+    # A replay of episodes for a learner that takes episode settings, of pooled rows otherwise.
+    for name, learner in LEARNERS:
+        params = learner().get_params(deep=False)
+        assert REFERENCES[name].pooled == ("rows_per_batch" in params), name
+        assert REFERENCES[name].pooled == ("n_episodes" not in params), name
 
 
 def _case_id(name, overrides):
@@ -309,7 +529,7 @@ def test_one_meta_step_matches_the_hand_written_reference(name, learner, overrid
     assert _largest_difference(expected, recorder.initial) > 1e-3  # the step moved the weights
 
 
-@pytest.mark.parametrize("name, learner", WITH_REFERENCE)
+@pytest.mark.parametrize("name, learner", EPISODIC)
 def test_epochs_and_meta_batches_are_the_steps_taken(name, learner):
     # 2 epochs of 5 episodes in meta-batches of 2: 3 steps per epoch (2, 2, 1 episodes).
     meta, recorder, params = _fit(name, learner, max_epochs=2, n_episodes=5, meta_batch_size=2)
@@ -320,6 +540,36 @@ def test_epochs_and_meta_batches_are_the_steps_taken(name, learner):
         torch.testing.assert_close(got[weight].double(), expected[weight], rtol=1e-4, atol=1e-6,
                                    msg=weight)
     # Each step counts: replaying all but the last one ends elsewhere.
+    recorder.train_batches[-1].pop()
+    assert _largest_difference(expected, replay(name, meta, recorder, params)) > 1e-4
+
+
+def _batch_sizes(n_rows, k):
+    return [k] * (n_rows // k) + ([n_rows % k] if n_rows % k else [])
+
+
+@pytest.mark.parametrize("name, learner", POOLED)
+def test_epochs_and_rows_per_batch_are_the_steps_taken(name, learner):
+    # 2 epochs of the 96 (48) pooled rows in batches of 20: 5 (3) steps per epoch.
+    tasks = REFERENCES[name].tasks()
+    n_rows = sum(task.n_rows for task in tasks)
+    meta, recorder, params = _fit(name, learner, tasks=tasks, max_epochs=2, rows_per_batch=20)
+    sizes = _batch_sizes(n_rows, 20)
+    assert len(sizes) == -(-n_rows // 20)
+    assert [[len(X) for X, _, _ in epoch] for epoch in recorder.train_batches] == [sizes] * 2
+    assert [len(epoch["batches"]) for epoch in meta.history_] == [len(sizes)] * 2
+    expected = replay(name, meta, recorder, params)
+    got = _weights(meta.module_)
+    for weight in expected:
+        torch.testing.assert_close(got[weight].double(), expected[weight], rtol=1e-4, atol=1e-6,
+                                   msg=weight)
+    # rows_per_batch is what cuts the rows into steps: other batches end elsewhere.
+    other_batches = replay(name, meta, recorder, {**params, "rows_per_batch": 21})
+    assert _largest_difference(expected, other_batches) > 1e-4
+    # Each epoch draws its own order of the rows ...
+    first, second = (torch.cat([X for X, _, _ in epoch]) for epoch in recorder.train_batches)
+    assert not torch.equal(first, second)
+    # ... and each step counts: replaying all but the last one ends elsewhere.
     recorder.train_batches[-1].pop()
     assert _largest_difference(expected, replay(name, meta, recorder, params)) > 1e-4
 
@@ -378,9 +628,9 @@ EPISODE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("name, learner, overrides", [
+@pytest.mark.parametrize("name, learner, overrides", [  # episodes: the episodic learners only
     pytest.param(name, learner, overrides, id=_case_id(name, overrides))
-    for name, learner in LEARNERS if name in REFERENCES
+    for name, learner in LEARNERS if name in REFERENCES and not REFERENCES[name].pooled
     for overrides, classifiers_only in EPISODE_CASES
     if learner._classification or not classifiers_only
 ])
@@ -397,10 +647,95 @@ def test_episodes_follow_the_settings(name, learner, overrides):
         assert meta.n_ways_ == overrides["n_ways"]
 
 
+def check_pooled_batches(batches, tasks, targets, *, classification):
+    """Each row of ``tasks`` once, with its task's position as ``task_index`` and its
+    target as ``y``; returns the ``(task, row)`` of each row in the order drawn."""
+    index, places = _row_index(tasks), []
+    for X, y, task_index in batches:
+        assert len(X) == len(y) == len(task_index)
+        batch = [index[row.tobytes()] for row in X.numpy()]
+        np.testing.assert_array_equal(task_index.numpy(), [t for t, _ in batch])
+        expected = [targets[place] for place in batch]
+        if classification:
+            assert y.dtype == torch.int64
+            np.testing.assert_array_equal(y.numpy(), expected)
+        else:
+            np.testing.assert_allclose(y.numpy(), expected, rtol=1e-5, atol=1e-6)
+        places += batch
+    assert sorted(places) == [(t, i) for t, task in enumerate(tasks) for i in range(task.n_rows)]
+    return places
+
+
+def _pooled_fit_with_held_out_tasks(name, learner, **overrides):
+    tasks = REFERENCES[name].tasks(n_tasks=6)
+    if not learner._classification:  # other sizes and levels, so that standardising shows
+        tasks = TaskCollection([(task.X, (t + 1) * task.y + 3 * t) for t, task in enumerate(tasks)])
+    split = TaskSplit(2)
+    meta, recorder, params = _fit(name, learner, tasks=tasks, train_split=split, max_epochs=2,
+                                  rows_per_batch=10, optimizer=torch.optim.Adam, lr=0.01, **overrides)
+    return meta, recorder, params, tasks, *split(tasks)
+
+
+@pytest.mark.parametrize("name, learner, overrides", [
+    pytest.param(name, learner, overrides, id=_case_id(name, overrides))
+    for name, learner in LEARNERS if name in REFERENCES and REFERENCES[name].pooled
+    for overrides in ([{}] if learner._classification else
+                      [{"standardize_targets": False}, {"standardize_targets": True}])
+])
+def test_pooled_batches_are_each_training_row_once_per_epoch(name, learner, overrides):
+    meta, recorder, params, tasks, train_tasks, valid_tasks = _pooled_fit_with_held_out_tasks(
+        name, learner, **overrides)
+    classification = learner._classification
+    classes = None
+    if classification:
+        classes = sorted(set().union(*(np.asarray(task.y).tolist() for task in train_tasks)))
+        np.testing.assert_array_equal(meta.classes_pooled_, classes)
+    standardize = params.get("standardize_targets", False)
+    targets = _pooled_targets_by_hand(train_tasks, tasks, classification=classification,
+                                      standardize=standardize)
+    orders = []
+    for epoch in recorder.train_batches:
+        assert [len(X) for X, _, _ in epoch] == _batch_sizes(sum(t.n_rows for t in train_tasks), 10)
+        orders.append(check_pooled_batches(epoch, train_tasks, targets, classification=classification))
+    assert orders[0] != orders[1], "each epoch draws a new order"
+    # The held-out tasks' rows, in task order, labels encoded against the training classes.
+    valid_targets = _pooled_targets_by_hand(valid_tasks, tasks, classification=classification,
+                                            standardize=standardize, classes=classes)
+    for epoch in recorder.valid_batches:
+        order = check_pooled_batches(epoch, valid_tasks, valid_targets, classification=classification)
+        assert order == sorted(order)
+    if not classification:  # standardised per task, or as given: the targets tell apart
+        other = _pooled_targets_by_hand(train_tasks, tasks, classification=False,
+                                        standardize=not standardize)
+        assert max(abs(other[place] - targets[place]) for place in targets) > 1e-2
+
+
+@pytest.mark.parametrize("name, learner", POOLED)
+def test_pooled_valid_score_is_the_score_of_the_held_out_rows(name, learner):
+    meta, recorder, _, _, _, valid_tasks = _pooled_fit_with_held_out_tasks(name, learner)
+    scores = np.asarray(meta.history_[:, "valid_score"], dtype=float)
+    assert scores.shape == (2,)
+    output = REFERENCES[name].output
+    for epoch, (batches, state) in enumerate(zip(recorder.valid_batches, recorder.valid_states,
+                                                 strict=True)):
+        state = {weight: value.double() for weight, value in state.items()}
+        per_batch, sizes = [], []
+        for X, y, _ in batches:
+            # Rows of tasks never trained on: the pooled model, or the mean of the task heads.
+            with torch.no_grad():
+                out = output(state, X.double())
+            if learner._classification:
+                per_batch.append(accuracy_score(y.numpy(), out.argmax(-1).numpy()))
+            else:
+                per_batch.append(r2_score(y.numpy(), out.squeeze(-1).numpy()))
+            sizes.append(len(X))
+        assert scores[epoch] == pytest.approx(np.average(per_batch, weights=sizes), abs=1e-5)
+
+
 # ------------------------------------------------------- meta-validation
 
 
-@pytest.mark.parametrize("name, learner", WITH_REFERENCE)
+@pytest.mark.parametrize("name, learner", EPISODIC)
 def test_valid_score_is_the_mean_query_score_of_the_validation_episodes(name, learner):
     tasks = REFERENCES[name].tasks(n_tasks=6)
     split = TaskSplit(2)
@@ -454,7 +789,9 @@ def _score_by_hand(meta, tasks, *, n_queries=None):
 @pytest.mark.parametrize("name, learner", WITH_REFERENCE)
 def test_score_adapts_on_n_shots_and_queries_all_other_rows(name, learner):
     adapt_steps = {"adapt_steps": 10} if "adapt_steps" in learner().get_params() else {}
-    meta, _, _ = _fit(name, learner, n_shots=3, n_queries=2, **adapt_steps)
+    # The pooled learners take no n_queries (the contrast below then samples their default 15).
+    queries = {"n_queries": 2} if "n_queries" in learner().get_params() else {}
+    meta, _, _ = _fit(name, learner, n_shots=3, **queries, **adapt_steps)
     # More rows than one episode takes, so "the rest" is not n_queries rows.
     if learner._classification:
         new_tasks = _blob_tasks(n_tasks=3, n_rows_per_class=20, random_state=1)
@@ -519,7 +856,8 @@ def test_standardize_targets_gives_predictions_in_the_targets_own_units(name, le
     assert np.abs(unscaled - (3 * raw.adapt(X_support, y_support).predict(X_query) + 7)).max() > 1e-2
 
 
-#: Where each parameter's effect is tested: test file and test function.
+#: Where each parameter's effect is tested: test file and test function (or a
+#: list of them, where learners use the parameter in different ways).
 #: A parameter a learner gains must be added here, with its test.
 PARAMETER_TESTS = {
     "module": ("test_parameters.py", "test_one_meta_step_matches_the_hand_written_reference"),
@@ -529,6 +867,8 @@ PARAMETER_TESTS = {
     "inner_lr": ("test_parameters.py", "test_one_meta_step_matches_the_hand_written_reference"),
     "inner_steps": ("test_parameters.py", "test_one_meta_step_matches_the_hand_written_reference"),
     "first_order": ("test_parameters.py", "test_one_meta_step_matches_the_hand_written_reference"),
+    "prior": ("test_prior.py", "test_an_untrained_unadapted_classifier_predicts_the_prior_exactly"),
+    "prior_cv": ("test_prior.py", "test_classification_offsets_come_from_a_prior_fitted_without_the_task"),
     "adapt_steps": ("optimization/test_maml.py", "test_adapt_takes_adapt_steps_gradient_steps_of_inner_lr"),
     "max_epochs": ("test_parameters.py", "test_epochs_and_meta_batches_are_the_steps_taken"),
     "n_episodes": ("test_parameters.py", "test_epochs_and_meta_batches_are_the_steps_taken"),
@@ -536,6 +876,7 @@ PARAMETER_TESTS = {
     "n_ways": ("test_parameters.py", "test_episodes_follow_the_settings"),
     "n_shots": ("test_parameters.py", "test_score_adapts_on_n_shots_and_queries_all_other_rows"),
     "n_queries": ("test_parameters.py", "test_episodes_follow_the_settings"),
+    "class_balance": ("test_episodes.py", "test_natural_episodes_keep_the_tasks_class_proportions"),
     "train_split": ("test_parameters.py",
                     "test_valid_score_is_the_mean_query_score_of_the_validation_episodes"),
     "task_column": ("test_parameters.py", "test_task_column_reads_long_format_as_the_same_tasks"),
@@ -548,6 +889,14 @@ PARAMETER_TESTS = {
     "warm_start": ("test_base.py", "test_warm_start_continues_training"),
     "strict_episodes": ("test_validation.py",
                         "test_strict_episodes_refuse_a_task_smaller_than_an_episode"),
+    # Adaptation only: the pull toward the pooled model (fine-tuning) and toward the
+    # mean head (a shared trunk), each shown to shrink the move as alpha grows.
+    "alpha": [("transfer/test_finetune.py", "test_alpha_pulls_toward_the_pooled_model"),
+              ("multitask/test_shared_trunk.py", "test_alpha_pulls_a_new_head_toward_the_mean_head")],
+    "finetune": ("transfer/test_finetune.py", "test_finetune_head_moves_only_the_last_layer"),
+    # Every pooled learner: batch sizes, step count, and a replay with other batches ending elsewhere.
+    "rows_per_batch": [("test_parameters.py", "test_epochs_and_rows_per_batch_are_the_steps_taken"),
+                       ("test_parameters.py", "test_one_meta_step_matches_the_hand_written_reference")],
 }
 
 
@@ -557,5 +906,6 @@ def test_every_parameter_has_a_test_of_its_effect(name, learner):
     assert not missing, f"{name}: add a test of the effect of {missing} to PARAMETER_TESTS"
     here = Path(__file__).parent
     for parameter in learner().get_params(deep=False):
-        test_file, test = PARAMETER_TESTS[parameter]
-        assert f"def {test}(" in (here / test_file).read_text(), (parameter, test_file, test)
+        witnesses = PARAMETER_TESTS[parameter]
+        for test_file, test in witnesses if isinstance(witnesses, list) else [witnesses]:
+            assert f"def {test}(" in (here / test_file).read_text(), (parameter, test_file, test)

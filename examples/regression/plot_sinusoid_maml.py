@@ -15,7 +15,8 @@ from skmeta.datasets import make_sinusoid_tasks
 
 tasks = make_sinusoid_tasks(500, random_state=0)
 maml = MAMLRegressor(
-    inner_lr=0.01, adapt_steps=10, n_shots=10, n_queries=10, meta_batch_size=25, standardize_targets=False,
+    inner_lr=0.01, lr=1e-3, adapt_steps=10, n_shots=10, n_queries=10, meta_batch_size=25,
+    standardize_targets=False,
     n_episodes=500, max_epochs=10, random_state=0,
 ).fit(tasks)
 

@@ -18,6 +18,7 @@ Everything else lives here, one concern a module, each a mixin of
 - ``_tasks.py``: validating tasks, the fitted state they set;
 - ``_training.py``: skorch's training loop fed with episodes;
 - ``_adaptation.py``: adapt, predict and the episodic score;
+- ``_prior.py``: ``prior=``, a pooled sklearn model the learner corrects;
 - ``_learner.py``: the constructor, backbone and loss, and the assembly.
 """
 

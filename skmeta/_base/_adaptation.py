@@ -47,12 +47,16 @@ class Adaptation:
     report : dict or None
         The algorithm's record of the adaptation (step sizes and support
         loss per step, for gradient steps).
+    classes : ndarray or None
+        A classifier's support labels, sorted (episode label ``k`` is
+        ``classes[k]``): they pick the columns of a fitted ``prior_``.
     """
 
     state: object
     target_mean: float = 0.0
     target_scale: float = 1.0
     report: dict | None = None
+    classes: np.ndarray | None = None
 
 
 #: Routed parameters skorch would accept but episodes make meaningless.
@@ -122,12 +126,16 @@ class AdaptationMixin:
             for sub, training in modes:
                 sub.training = training
 
-    def _adapt_task(self, X_support, y_support, n_classes=None, sample_weight=None):
+    def _adapt_task(self, X_support, y_support, n_classes=None, sample_weight=None, classes=None):
         """Adapt to validated arrays (episode labels for classes): an :class:`Adaptation`.
 
-        Regression targets are standardised by the support set's mean and
-        scale first when ``standardize_targets`` is set.
+        With a fitted ``prior_``, the support set gets its offsets first
+        (columns of log-probabilities of ``classes``, the sorted support
+        labels; or residual targets). Regression targets are standardised by
+        the support set's mean and scale then, when ``standardize_targets``
+        is set.
         """
+        X_support, y_support = self._prior_support(X_support, y_support, classes)
         mean, scale = 0.0, 1.0
         if self._standardizes_targets():
             weight = None if sample_weight is None else torch.as_tensor(sample_weight)
@@ -147,12 +155,15 @@ class AdaptationMixin:
                 f"{float(np.abs(X_support).max(initial=0)):.3g}). Standardise them, e.g. with "
                 "sklearn.preprocessing.StandardScaler."
             )
-        return Adaptation(state, mean, scale, report)
+        return Adaptation(state, mean, scale, report, classes)
 
     def _predict_task(self, adaptation, X):
-        """Logits (classification) or values (regression) as a numpy array."""
+        """Logits (classification) or values (regression) as a numpy array.
+
+        A fitted ``prior_``'s offsets are added to them, in float64.
+        """
         with self._lock, self._evaluating(), torch.no_grad():
-            out = self._predict_state(adaptation.state, self._tensor(X))
+            out = self._predict_state(adaptation.state, self._tensor(self._prior_query(X)))
         out = out.detach().cpu().numpy().astype(np.float64)
         if not np.isfinite(out).all():
             bad = np.flatnonzero(~np.isfinite(out.reshape(out.shape[0], -1)).all(axis=1))
@@ -162,7 +173,8 @@ class AdaptationMixin:
                 f"{float(np.abs(X[bad[0]]).max(initial=0)):.3g}); standardise the features, "
                 "e.g. with sklearn.preprocessing.StandardScaler."
             )
-        return out * adaptation.target_scale + adaptation.target_mean
+        out = out * adaptation.target_scale + adaptation.target_mean
+        return self._add_prior(out, X, adaptation.classes)
 
     def adapt(self, X_support, y_support, sample_weight=None):
         """Adapt to a new task from its support set.
@@ -243,10 +255,14 @@ class AdaptationMixin:
         """Episodic meta-test score: adapt on a seeded support set per task.
 
         For each task, a support set of ``n_shots`` rows (per class; fewer
-        in a class that has fewer) is drawn with a fixed seed
-        (``random_state`` when an int, else 0); the adapted model is scored
-        on all the task's other rows. The score is the mean over tasks of the
-        accuracy (classifiers) or R² (regressors). Tasks that cannot give a
+        in a class that has fewer; with ``class_balance="natural"``,
+        ``n_shots * n_ways`` rows in the task's proportions) is drawn with a
+        fixed seed (``random_state`` when an int, else 0); the adapted model
+        is scored on all the task's other rows. When ``n_shots`` is a tuple
+        or list, the support set takes its largest shot count, so the score
+        is deterministic and measures the most data adaptation was trained
+        for. The score is the mean over tasks of the accuracy (classifiers)
+        or R² (regressors). Tasks that cannot give a
         support and a query set are left out with a warning; scoring tasks
         the learner was meta-trained on warns too. For other metrics, use
         :func:`skmeta.metrics.make_episodic_scorer`.
@@ -302,7 +318,8 @@ class AdaptationMixin:
             if episode.classes is not None:
                 self._check_support_classes(episode.classes)
                 n_classes = episode.classes.shape[0]
-            adaptation = self._adapt_task(task.X[support], episode.y_support, n_classes)
+            adaptation = self._adapt_task(task.X[support], episode.y_support, n_classes,
+                                          classes=episode.classes)
             backtracked += bool(adaptation.report and adaptation.report.get("backtracked"))
             out = self._predict_task(adaptation, task.X[query])
             weight = None if task_weight is None else task_weight[query]
@@ -315,7 +332,8 @@ class AdaptationMixin:
         if undefined:
             shown = ", ".join(repr(name) for name in undefined[:5]) + (", ..." if len(undefined) > 5 else "")
             message = (f"{len(undefined)} of {len(tasks)} tasks leave a single query row once "
-                       f"{self.n_shots} support rows are drawn, and R² of one row is undefined ({shown})")
+                       f"{sampler.max_shots} support rows are drawn, and R² of one row is undefined "
+                       f"({shown})")
             if not scores:
                 raise ValueError(f"{message}; no task can be scored: pass tasks with more rows, or "
                                  "lower n_shots.")

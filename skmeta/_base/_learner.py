@@ -10,7 +10,7 @@ import inspect
 from numbers import Integral, Real
 
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, Options, StrOptions
 from skorch import NeuralNet
 
 from .._mlp import MLP
@@ -18,11 +18,35 @@ from ..tasks import TaskSplit
 from ._adaptation import AdaptationMixin
 from ._devices import DevicesMixin
 from ._parameters import ParametersMixin
+from ._prior import PriorMixin
 from ._tasks import TasksMixin
 from ._training import TrainingMixin
 
 
-class MetaLearner(ParametersMixin, DevicesMixin, TasksMixin, TrainingMixin, AdaptationMixin, NeuralNet):
+class _ShotCounts(Options):
+    """Constraint: a non-empty tuple or list of shot counts, each an int >= 1.
+
+    A subclass of sklearn's ``Options`` only because ``make_constraint``
+    lets through sklearn's own constraint classes; it is checked, and named
+    in the error message, like any of them.
+    """
+
+    def __init__(self):
+        super().__init__((tuple, list), set())
+
+    def is_satisfied_by(self, val):
+        return (
+            isinstance(val, (tuple, list)) and len(val) > 0
+            and all(isinstance(v, Integral) and not isinstance(v, bool) and v >= 1 for v in val)
+        )
+
+    def __str__(self):
+        return "a non-empty tuple or list of ints >= 1 (each episode draws one), such as (1, 5)"
+
+
+class MetaLearner(
+    PriorMixin, ParametersMixin, DevicesMixin, TasksMixin, TrainingMixin, AdaptationMixin, NeuralNet
+):
     """Base class of the meta-learners; not meant to be used directly.
 
     A skorch :class:`~skorch.NeuralNet` whose samples are tasks: ``fit``
@@ -38,8 +62,9 @@ class MetaLearner(ParametersMixin, DevicesMixin, TasksMixin, TrainingMixin, Adap
         "n_episodes": [Interval(Integral, 1, None, closed="left")],
         "meta_batch_size": [Interval(Integral, 1, None, closed="left")],
         "n_ways": [Interval(Integral, 2, None, closed="left"), None],
-        "n_shots": [Interval(Integral, 1, None, closed="left")],
+        "n_shots": [Interval(Integral, 1, None, closed="left"), _ShotCounts()],
         "n_queries": [Interval(Integral, 1, None, closed="left")],
+        "class_balance": [StrOptions({"balanced", "natural"})],
         "task_column": [str, Integral, None],
         "device": [StrOptions({"auto", "cpu", "cuda"}), torch.device],
         "random_state": ["random_state"],
@@ -62,6 +87,7 @@ class MetaLearner(ParametersMixin, DevicesMixin, TasksMixin, TrainingMixin, Adap
         n_ways=None,
         n_shots=5,
         n_queries=15,
+        class_balance="balanced",
         train_split=TaskSplit(0.2),
         callbacks=None,
         task_column=None,
@@ -78,6 +104,7 @@ class MetaLearner(ParametersMixin, DevicesMixin, TasksMixin, TrainingMixin, Adap
         self.n_ways = n_ways
         self.n_shots = n_shots
         self.n_queries = n_queries
+        self.class_balance = class_balance
         self.task_column = task_column
         self.random_state = random_state
         super().__init__(
@@ -124,7 +151,7 @@ class MetaLearner(ParametersMixin, DevicesMixin, TasksMixin, TrainingMixin, Adap
             raise ValueError(
                 f"criterion={self.criterion!r} takes no reduction='none', so rows cannot be "
                 "weighted (padded episodes of small tasks, sample_weight). Pass a criterion "
-                "class such as torch.nn.CrossEntropyLoss, or set strict_episodes=True."
+                "class such as torch.nn.CrossEntropyLoss, or set strict_episodes=True with an int n_shots."
             )
         per_row = self._criterion_per_row(output, target)
         weight = weight.to(per_row.dtype)

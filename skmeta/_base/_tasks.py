@@ -30,6 +30,7 @@ class TasksMixin:
             n_queries=self.n_queries,
             classification=self._classification,
             strict=self.strict_episodes,
+            class_balance=self.class_balance,
         )
 
     def _validated_tasks(self, X, y=None):

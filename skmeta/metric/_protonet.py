@@ -102,10 +102,21 @@ class ProtoNetClassifier(MetaClassifierMixin, MetaLearner):
         Episodes per meta-gradient step.
     n_ways : int or None, default=None
         Classes per training episode; None takes all classes of each task.
-    n_shots : int, default=5
-        Support rows per class in an episode.
+    n_shots : int or tuple of int, default=5
+        Support rows per class in an episode. A tuple or list such as ``(1,
+        5, 10)`` draws one shot count per training episode, uniformly
+        (seeded); a meta-batch of mixed shot counts is padded to the largest
+        and the padding masked out. ``score`` and the episodic scorers adapt
+        on the largest.
     n_queries : int, default=15
         Query rows per class in a training episode.
+    class_balance : {"balanced", "natural"}, default="balanced"
+        "balanced" draws ``n_shots`` support and ``n_queries`` query rows
+        per class; "natural" draws ``n_shots * n_ways`` and ``n_queries *
+        n_ways`` rows in all, in each task's own class proportions, so that
+        the base rate learnt is the tasks' own. Every class still gets one
+        support row at least, so that every prototype is defined. ``score``
+        draws its support sets alike.
     train_split : callable or None, default=TaskSplit(0.2)
         Splits the tasks into meta-training and meta-validation tasks;
         None meta-validates on nothing.

@@ -18,6 +18,7 @@ from sklearn.utils._param_validation import Interval
 from torch.func import functional_call, grad, vmap
 
 from .._base import MetaClassifierMixin, MetaLearner
+from .._base._prior import PRIOR_CONSTRAINTS
 from .._mlp import MLP
 from .._steps import guarded_inner_loop
 from ..exceptions import AdaptationWarning
@@ -129,7 +130,13 @@ class _MAML(MetaLearner):
         "inner_steps": [Interval(Integral, 1, None, closed="left")],
         "adapt_steps": [Interval(Integral, 0, None, closed="left"), None],
         "first_order": ["boolean"],
+        **PRIOR_CONSTRAINTS,
     }
+
+    # prior=: see skmeta/_base/_prior.py. With it, module_ wraps the backbone
+    # (_WithOffsets), so _params() names gain a "module." prefix; the
+    # functional calls below take whatever names module_ has.
+    _accepts_prior = True
 
     def __init__(
         self,
@@ -139,6 +146,8 @@ class _MAML(MetaLearner):
         inner_steps=1,
         adapt_steps=10,
         first_order=False,
+        prior=None,
+        prior_cv=5,
         criterion=None,
         optimizer=torch.optim.Adam,
         lr=1e-3,
@@ -148,6 +157,7 @@ class _MAML(MetaLearner):
         n_ways=None,
         n_shots=5,
         n_queries=15,
+        class_balance="balanced",
         train_split=TaskSplit(0.2),
         callbacks=None,
         task_column=None,
@@ -162,6 +172,8 @@ class _MAML(MetaLearner):
         self.inner_steps = inner_steps
         self.adapt_steps = adapt_steps
         self.first_order = first_order
+        self.prior = prior
+        self.prior_cv = prior_cv
         super().__init__(
             module,
             criterion=criterion,
@@ -173,6 +185,7 @@ class _MAML(MetaLearner):
             n_ways=n_ways,
             n_shots=n_shots,
             n_queries=n_queries,
+            class_balance=class_balance,
             train_split=train_split,
             callbacks=callbacks,
             task_column=task_column,
@@ -234,7 +247,7 @@ _MAML_PARAMETERS = """
         The backbone. A class is built in ``fit`` with its ``module__*``
         parameters, and with ``n_features`` and ``n_outputs`` if it accepts
         them.
-    inner_lr : float, default=0.1
+    inner_lr : float, default={inner_lr}
         Step size of the inner (adaptation) gradient steps, in meta-training
         and when adapting. Too large a step makes adaptation oscillate or
         diverge (``adapt`` raises a ValueError when the weights overflow),
@@ -254,22 +267,47 @@ _MAML_PARAMETERS = """
         First-order MAML: treat the inner gradients as constants, so the
         meta-gradient has no second derivatives. Cheaper in time and memory;
         it learns too, usually somewhat less per meta-training step.
+    prior : sklearn estimator or None, default=None
+        A model pooled over all training rows, which the meta-learned
+        network corrects: {prior_note}
+        It is cross-fitted by task in ``fit``: each training row's offset
+        comes from a clone fitted on the other ``prior_cv`` folds of tasks,
+        never on its own task; a clone fitted on all rows is ``prior_``,
+        used when adapting and predicting. The backbone's last
+        ``torch.nn.Linear`` starts at zero, so before meta-training and
+        adaptation the learner predicts what the prior predicts. Where tasks
+        differ mostly in base rate or level, this keeps the pooled model's
+        strength and adapts from it. None: no prior.
+    prior_cv : int, default=5
+        Folds of whole tasks (``GroupKFold`` on the task) for cross-fitting
+        ``prior``; at most the number of tasks, and 2 at least.
     criterion : torch.nn.Module class or None, default=None
         The loss of inner and outer steps; None is {criterion}.
     optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
         The meta-optimizer; tune it with ``optimizer__*`` parameters.
-    lr : float, default=1e-3
+    lr : float, default={lr}
         Meta learning rate.
-    max_epochs : int, default=20
+    max_epochs : int, default={max_epochs}
         Passes of meta-training.
     n_episodes : int, default=200
         Episodes per epoch.
     meta_batch_size : int, default=8
         Episodes per meta-gradient step, run together with ``vmap``.
-{ways}    n_shots : int, default=5
-        Support rows {per} in an episode.
+{ways}    n_shots : int or tuple of int, default=5
+        Support rows {per} in an episode. A tuple or list such as ``(1, 5,
+        10)`` draws one shot count per training episode, uniformly (seeded);
+        a meta-batch of mixed shot counts is padded to the largest and the
+        padding masked out. ``score`` and the episodic scorers adapt on the
+        largest.
     n_queries : int, default=15
         Query rows {per} in a training episode.
+    class_balance : {{"balanced", "natural"}}, default="balanced"
+        Classification only (regression episodes are never stratified).
+        "balanced" draws ``n_shots`` support and ``n_queries`` query rows
+        per class; "natural" draws ``n_shots * n_ways`` and ``n_queries *
+        n_ways`` rows in all, in each task's own class proportions, so that
+        the base rate learnt is the tasks' own. Every class still gets one
+        support row at least. ``score`` draws its support sets alike.
     train_split : callable or None, default=TaskSplit(0.2)
         Splits the tasks into meta-training and meta-validation tasks;
         None meta-validates on nothing.
@@ -305,13 +343,19 @@ class MAMLClassifier(MetaClassifierMixin, _MAML):
     for that task. The inner loop is functional (``torch.func``) and the
     episodes of a meta-batch run batched with ``vmap``.
     """ + _MAML_PARAMETERS.format(
-        criterion="``torch.nn.CrossEntropyLoss``",
+        criterion="``torch.nn.CrossEntropyLoss``", inner_lr="0.1", lr="1e-3", max_epochs="20",
         lr_note="        0.1 suits standardised features.\n",
         ways="""    n_ways : int or None, default=None
         Classes per episode, and the width of the output layer; None takes
         all classes of each task (then every task must have as many).
 """,
         per="per class", extra="",
+        prior_note=(
+            "its log-probabilities (``predict_proba``, clipped at\n"
+            "        1e-7) of a task's classes are added to the network's logits. It\n"
+            "        needs ``n_ways=None``, and a support set whose labels the prior\n"
+            "        saw in ``fit``."
+        ),
     ) + """
     Attributes
     ----------
@@ -326,6 +370,8 @@ class MAMLClassifier(MetaClassifierMixin, _MAML):
         Feature names, when the tasks had string column names.
     n_ways_ : int
         Classes per episode; a support set must have exactly as many.
+    prior_ : sklearn estimator
+        ``prior`` fitted on all training rows; only when ``prior`` is set.
 
     See Also
     --------
@@ -368,9 +414,10 @@ class MAMLRegressor(_MAML):
 
     _parameter_constraints = {**_MAML._parameter_constraints, "standardize_targets": ["boolean"]}
 
-    def __init__(self, module=MLP, *, standardize_targets=True, **kwargs):
+    def __init__(self, module=MLP, *, inner_lr=0.05, lr=0.01, max_epochs=60, standardize_targets=True,
+                 **kwargs):
         self.standardize_targets = standardize_targets
-        super().__init__(module, **kwargs)
+        super().__init__(module, inner_lr=inner_lr, lr=lr, max_epochs=max_epochs, **kwargs)
 
     __doc__ = """Model-agnostic meta-learning (MAML) for few-shot regression.
 
@@ -380,6 +427,14 @@ class MAMLRegressor(_MAML):
     episodes of a meta-batch run batched with ``vmap``.
     """ + _MAML_PARAMETERS.format(
         criterion="``torch.nn.MSELoss``", ways="", per="of the task",
+        inner_lr="0.05", lr="0.01", max_epochs="60",
+        prior_note=(
+            "the network models the residual ``y - prior(x)``\n"
+            "        (standardised per task with ``standardize_targets``, so that\n"
+            "        unadapted the prediction is the prior's plus the support set's\n"
+            "        mean residual), and predictions are ``prior(x)`` plus the\n"
+            "        adapted correction; ``valid_score`` is R² of the residuals."
+        ),
         extra="""    standardize_targets : bool, default=True
         Standardise each task's targets by its support set's mean and
         standard deviation (floored at a tenth of the training tasks'
@@ -389,10 +444,16 @@ class MAMLRegressor(_MAML):
         adapts on the raw targets.
 """,
         lr_note=(
-            "        0.1 suits features and targets of about unit scale. Lower it\n"
-            "        where they are larger: 0.01 for the sinusoids of\n"
-            "        :func:`~skmeta.datasets.make_sinusoid_tasks` (``x`` in [-5, 5],\n"
-            "        amplitudes up to 5), with which 10 steps of 0.1 diverge.\n"
+            "        the defaults (``inner_lr=0.05``, ``lr=0.01``, ``max_epochs=60``)\n"
+            "        were chosen on five regression families with 10 shots and\n"
+            "        1,000 training tasks (one sine, a sum of two sines, a linear\n"
+            "        model of 5 features, a quadratic, sines at levels 100-1,000),\n"
+            "        with standardised targets: every family then adapts to a query\n"
+            "        error below half its variance and below a 3-nearest-neighbour\n"
+            "        regressor on the support; 10 steps of 0.1 overshoot and are cut\n"
+            "        back by the guard on most tasks. Without ``standardize_targets``,\n"
+            "        scale ``inner_lr`` to the targets: 0.01 for the sinusoids of\n"
+            "        :func:`~skmeta.datasets.make_sinusoid_tasks` (amplitudes up to 5).\n"
         ),
     ) + """
     Attributes
@@ -406,6 +467,8 @@ class MAMLRegressor(_MAML):
         Number of features.
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Feature names, when the tasks had string column names.
+    prior_ : sklearn estimator
+        ``prior`` fitted on all training rows; only when ``prior`` is set.
 
     See Also
     --------
@@ -425,6 +488,17 @@ class MAMLRegressor(_MAML):
     ...                      max_epochs=2, random_state=0).fit(tasks)
     >>> meta.adapt(tasks[0].X[:10], tasks[0].y[:10]).predict(tasks[0].X[10:12]).shape
     (2,)
+
+    With ``prior``, the network corrects a pooled model; its output layer
+    starts at zero, so before training and adaptation it predicts as the
+    prior does:
+
+    >>> from sklearn.linear_model import Ridge
+    >>> start = MAMLRegressor(prior=Ridge(), standardize_targets=False, adapt_steps=0,
+    ...                       lr=1e-30, max_epochs=1, n_episodes=1, random_state=0).fit(tasks)
+    >>> X, y = tasks[0].X, tasks[0].y
+    >>> float(abs(start.predict(X, X[:10], y[:10]) - start.prior_.predict(X)).max()) < 1e-6
+    True
     """
 
     def _n_outputs(self):

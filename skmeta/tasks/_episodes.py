@@ -63,21 +63,43 @@ class EpisodeSampler:
     (fewer than two classes with two rows, or fewer than ``n_ways`` of them)
     is reported by :meth:`why_not`.
 
+    With ``class_balance="natural"``, a classification episode keeps the
+    task's own class proportions: its support set is ``n_shots * n_ways``
+    rows drawn from the rows of the episode's classes without stratifying
+    by class, and its query set ``n_queries * n_ways`` of the other rows,
+    likewise. One support row of each class is drawn first, so that every
+    class has a prototype (a class mean over no rows is undefined); this
+    pulls very small support sets slightly towards balance.
+
+    ``n_shots`` may be a tuple or list of shot counts: each sampled episode
+    draws one of them uniformly (with the ``rng`` it is given), so a
+    meta-batch mixes shot counts and :meth:`EpisodeBatch.stack` pads its
+    episodes to the largest. ``query="rest"`` (the episodic score) always
+    takes the largest, so a score does not depend on a drawn shot count.
+
     Parameters
     ----------
     n_ways : int or None, default=None
         Classes per episode. None takes all classes of the task; an integer
         draws that many of the task's classes, so one task with many classes
         yields N-way episodes. Ignored for regression.
-    n_shots : int, default=5
-        Support rows per class (classification) or in all (regression).
+    n_shots : int or tuple of int, default=5
+        Support rows per class (classification) or in all (regression). A
+        tuple or list gives the shot counts an episode draws one of.
     n_queries : int, default=15
         Query rows per class (classification) or in all (regression).
     classification : bool, default=True
         Whether targets are class labels.
     strict : bool, default=False
         Whether every class (or regression task) must hold ``n_shots +
-        n_queries`` rows; then episodes all have one shape.
+        n_queries`` rows (the largest ``n_shots``); then episodes of one
+        shot count all have one shape.
+    class_balance : {"balanced", "natural"}, default="balanced"
+        "balanced" draws ``n_shots`` support and ``n_queries`` query rows
+        per class; "natural" draws ``n_shots * n_ways`` and ``n_queries *
+        n_ways`` rows in all, in the task's class proportions, with at
+        least one support row per class. Only affects classification:
+        regression episodes are never stratified.
 
     Examples
     --------
@@ -95,19 +117,42 @@ class EpisodeSampler:
     >>> episode = sampler.sample(X, y_small, np.random.default_rng(0))
     >>> np.bincount(episode.y_support), np.bincount(episode.y_query)
     (array([2, 2]), array([3, 1]))
+
+    Natural proportions, and one shot count drawn per episode:
+
+    >>> y_skewed = np.array(["a"] * 8 + ["b"] * 2)
+    >>> natural = EpisodeSampler(n_shots=(1, 2), n_queries=1, class_balance="natural")
+    >>> episode = natural.sample(X, y_skewed, np.random.default_rng(0))
+    >>> episode.y_support.shape[0] in (2, 4), sorted(set(episode.y_support.tolist()))
+    (True, [0, 1])
     """
 
-    def __init__(self, *, n_ways=None, n_shots=5, n_queries=15, classification=True, strict=False):
+    def __init__(self, *, n_ways=None, n_shots=5, n_queries=15, classification=True, strict=False,
+                 class_balance="balanced"):
         self.n_ways = n_ways
         self.n_shots = n_shots
         self.n_queries = n_queries
         self.classification = classification
         self.strict = strict
+        self.class_balance = class_balance
+
+    @property
+    def max_shots(self):
+        """The largest shot count: ``n_shots``, or the largest of a tuple of them."""
+        return self.n_shots if np.ndim(self.n_shots) == 0 else int(max(self.n_shots))
 
     @property
     def rows_needed(self):
         """Rows a full episode takes from each class (or from the task)."""
-        return self.n_shots + self.n_queries
+        return self.max_shots + self.n_queries
+
+    def _shots(self, rng, query):
+        """The shot count of one episode: drawn when ``n_shots`` is a tuple."""
+        if np.ndim(self.n_shots) == 0:
+            return self.n_shots
+        if query == "rest":
+            return self.max_shots
+        return int(self.n_shots[rng.integers(len(self.n_shots))])
 
     @property
     def _min_rows(self):
@@ -176,11 +221,25 @@ class EpisodeSampler:
             fix = "lower n_shots or n_queries, " if self.strict else ""
             raise ValueError(f"{reason[0].upper()}{reason[1:]}; {fix}or drop that task.")
 
-    def _split(self, rows, query):
+    def _split(self, rows, query, shots):
         """Support and query positions from shuffled ``rows`` of one class or task."""
-        n_shots = min(self.n_shots, rows.shape[0] - 1)
+        n_shots = min(shots, rows.shape[0] - 1)
         stop = n_shots + self.n_queries if query == "sampled" else None
         return rows[:n_shots], rows[n_shots:stop]
+
+    def _natural(self, y, classes, rng, query, shots):
+        """Support and query positions in the task's class proportions.
+
+        One support row of each class first, then the rest of the support
+        and the query rows drawn from the other rows of ``classes`` alike.
+        """
+        ways = classes.shape[0]
+        first = np.array([rng.choice(np.flatnonzero(y == cls)) for cls in classes])
+        rest = rng.permutation(np.setdiff1d(np.flatnonzero(np.isin(y, classes)), first))
+        # n_shots * n_ways in all, but leave one query row at least.
+        n_more = min(shots * ways, ways + rest.shape[0] - 1) - ways
+        stop = n_more + self.n_queries * ways if query == "sampled" else None
+        return np.concatenate([first, rest[:n_more]]), rest[n_more:stop]
 
     def sample(self, X, y, rng, *, task=None, query="sampled"):
         """Draw one episode from a task.
@@ -203,9 +262,14 @@ class EpisodeSampler:
         """
         if query not in ("sampled", "rest"):
             raise ValueError(f"query must be 'sampled' or 'rest'; got {query!r}.")
+        if self.class_balance not in ("balanced", "natural"):
+            raise ValueError(
+                f"class_balance must be 'balanced' or 'natural'; got {self.class_balance!r}."
+            )
         self.check(y, task=task)
+        shots = self._shots(rng, query)
         if not self.classification:
-            support, query_rows = self._split(rng.permutation(y.shape[0]), query)
+            support, query_rows = self._split(rng.permutation(y.shape[0]), query, shots)
             return Episode(X[support], y[support], X[query_rows], y[query_rows], task=task)
 
         classes, counts = np.unique(y, return_counts=True)
@@ -213,12 +277,22 @@ class EpisodeSampler:
         ways = self.ways(y)
         if ways < eligible.shape[0]:
             eligible = np.sort(rng.choice(eligible, ways, replace=False))
+        if self.class_balance == "natural":
+            support, query_rows = self._natural(y, eligible, rng, query, shots)
+            return Episode(
+                X[support],
+                np.searchsorted(eligible, y[support]),
+                X[query_rows],
+                np.searchsorted(eligible, y[query_rows]),
+                classes=eligible,
+                task=task,
+            )
         support, query_rows, y_support, y_query = [], [], [], []
         for label, cls in enumerate(eligible):
-            shots, queries = self._split(rng.permutation(np.flatnonzero(y == cls)), query)
-            support.append(shots)
+            shot_rows, queries = self._split(rng.permutation(np.flatnonzero(y == cls)), query, shots)
+            support.append(shot_rows)
             query_rows.append(queries)
-            y_support.append(np.full(shots.shape[0], label))
+            y_support.append(np.full(shot_rows.shape[0], label))
             y_query.append(np.full(queries.shape[0], label))
         support, query_rows = np.concatenate(support), np.concatenate(query_rows)
         return Episode(

@@ -23,8 +23,9 @@ def all_learners(type_filter=None):
     Examples
     --------
     >>> from skmeta.utils import all_learners
-    >>> [name for name, _ in all_learners("regressor")]
-    ['MAMLRegressor']
+    >>> names = [name for name, _ in all_learners("regressor")]
+    >>> "MAMLRegressor" in names, "ProtoNetClassifier" in names
+    (True, False)
     """
     import skmeta
     from skmeta._base import MetaLearner

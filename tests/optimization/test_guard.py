@@ -1,4 +1,4 @@
-"""Adaptation never returns nonsense: MAML's guarded inner loop (skmeta/_maml.py)."""
+"""Adaptation never returns nonsense: the guarded inner loop (skmeta/_steps.py) and MAML's defaults."""
 
 import warnings
 
@@ -103,3 +103,37 @@ def test_a_classifier_adapts_with_the_guard_and_records_it():
         adapted = meta.adapt(task.X, task.y)
     assert np.isfinite(adapted.predict_proba(task.X)).all()
     assert adapted.adapt_history_["support_loss"][-1] <= adapted.adapt_history_["support_loss"][0]
+
+
+def _two_sine_tasks(n_tasks, n_rows, seed):
+    """Each task a sum of two sines: amplitudes up to 2.5 each, phases up to pi."""
+    from skmeta.tasks import Task, TaskCollection
+
+    rng = np.random.default_rng(seed)
+    tasks = []
+    for index in range(n_tasks):
+        X = rng.uniform(-5, 5, size=(n_rows, 1))
+        (a1, a2), (p1, p2) = rng.uniform(0.1, 2.5, 2), rng.uniform(0, np.pi, 2)
+        y = a1 * np.sin(X[:, 0] - p1) + a2 * np.sin(2 * X[:, 0] - p2)
+        tasks.append(Task(X.astype(np.float32), y.astype(np.float32), name=f"two_sines_{index}"))
+    return TaskCollection(tasks)
+
+
+def test_default_regressor_adapts_a_family_it_was_not_tuned_on():
+    # A new user's first try: 1,000 two-sine tasks, 10 support rows, the defaults.
+    from sklearn.neighbors import KNeighborsRegressor
+
+    meta = MAMLRegressor(n_shots=10, n_queries=10, random_state=0, device="cpu").fit(
+        _two_sine_tasks(1000, 30, seed=0))
+    errors, variances, knn = [], [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AdaptationWarning)  # shortened steps are fine here
+        for task in _two_sine_tasks(100, 60, seed=1):
+            X_s, y_s, X_q, y_q = task.X[:10], task.y[:10], task.X[10:], task.y[10:]
+            errors.append(np.mean((meta.adapt(X_s, y_s).predict(X_q) - y_q) ** 2))
+            variances.append(np.var(y_q))
+            knn.append(np.mean((KNeighborsRegressor(3).fit(X_s, y_s).predict(X_q) - y_q) ** 2))
+    mse = float(np.mean(errors))
+    assert np.isfinite(mse)
+    assert mse < 0.5 * np.mean(variances), (mse, np.mean(variances))
+    assert mse < np.mean(knn), (mse, np.mean(knn))
