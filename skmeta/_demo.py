@@ -94,6 +94,11 @@ def adult_few_shot(*, quick=False, seed=0, log=print):
     learners = {
         "ProtoNet": ProtoNetClassifier(**common),
         "MAML": MAMLClassifier(inner_lr=0.1, inner_steps=3, adapt_steps=10, **common),
+        # The pooled model as prior, corrected per occupation; episodes in the
+        # occupations' own class proportions, so the correction keeps the base rate.
+        "MAML + pooled prior": MAMLClassifier(
+            prior=LogisticRegression(max_iter=2000), class_balance="natural",
+            inner_lr=0.1, inner_steps=3, adapt_steps=10, **common),
     }
     for name, learner in learners.items():
         start = time.perf_counter()

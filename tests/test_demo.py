@@ -1,9 +1,9 @@
 """The demo (``skmeta demo``) runs end to end and says what it promises.
 
-The quick demo is run once (about 20 s); its tables must show the orderings
-the README reports for the full run: both meta-learners above the models
-fitted on the support set alone at every shot count, the pooled model above
-them all, and MAML's sinusoid error lower after adapting than before.
+The quick demo is run once; its tables must show the orderings the README
+reports for the full run: the meta-learners above the models fitted on the
+support set alone at every shot count, the pooled prior lifting MAML, and
+MAML's sinusoid error lower after adapting than before.
 """
 
 import pytest
@@ -12,7 +12,7 @@ import skmeta._demo
 from skmeta.__main__ import main
 from skmeta._demo import run_demo
 
-META_LEARNERS = ["ProtoNet", "MAML"]
+META_LEARNERS = ["ProtoNet", "MAML", "MAML + pooled prior"]
 SUPPORT_ONLY = ["logistic (support only)", "kNN (support only)"]
 POOLED = "pooled logistic (all training rows)"
 
@@ -58,12 +58,16 @@ def test_meta_learners_beat_the_support_set_alone_at_every_shot_count(quick_demo
         assert worst_meta > best_alone + 0.02, (shots, accuracy[shots].to_dict())
 
 
-def test_the_pooled_model_beats_them_all(quick_demo):
-    # As the README explains: imbalanced held-out occupations, balanced episodes.
+def test_the_pooled_prior_lifts_maml_toward_the_pooled_model(quick_demo):
+    # While writing this test (quick run, seed 0): MAML 0.767/0.773/0.763, with the
+    # prior 0.816/0.835/0.836, pooled logistic 0.863/0.866/0.868 at 1/5/10 shots.
     accuracy = quick_demo[0]["adult"]
     for shots in accuracy.columns:
-        others = accuracy.drop(index=POOLED)[shots]
-        assert accuracy.loc[POOLED, shots] > others.max(), accuracy[shots].to_dict()
+        assert accuracy.loc["MAML + pooled prior", shots] > accuracy.loc["MAML", shots] + 0.02, (
+            accuracy[shots].to_dict())
+        # Without a prior, the pooled model beats the meta-learners: imbalanced
+        # held-out occupations, class-balanced episodes.
+        assert accuracy.loc[POOLED, shots] > accuracy.loc[["ProtoNet", "MAML"], shots].max()
 
 
 def test_adapting_lowers_the_sinusoid_error(quick_demo):

@@ -10,15 +10,36 @@ pre-trained by :class:`~skmeta.tasks._pooled.PooledTrainingMixin`.
 import warnings
 from numbers import Integral, Real
 
+import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch.func import functional_call
 
 from .._base import MetaClassifierMixin, MetaLearner
+from .._base._prior import PRIOR_CONSTRAINTS, _WithOffsets
 from .._mlp import MLP
 from .._steps import guarded_inner_loop
 from ..exceptions import AdaptationWarning
 from ..tasks._pooled import PooledTrainingMixin, select_rows
+
+
+class _TrailingOffsets(torch.nn.Module):
+    """A backbone that reads the first ``n_features`` columns and adds the rest to its output.
+
+    Unlike :class:`~skmeta._base._prior._WithOffsets`, the number of offset
+    columns follows the input (every pooled class in pre-training, the
+    support's classes when adapting; none for query rows, whose offsets
+    are added later in float64).
+    """
+
+    def __init__(self, module, n_features):
+        super().__init__()
+        self.module = module
+        self.n_features = n_features
+
+    def forward(self, X):
+        out = self.module(X[..., : self.n_features])
+        return out + X[..., self.n_features :] if X.shape[-1] > self.n_features else out
 
 
 def l2_sp_penalty(start, alpha):
@@ -64,16 +85,58 @@ class _FineTune(PooledTrainingMixin, MetaLearner):
         "finetune": [StrOptions({"head", "all"})],
         "inner_lr": [Interval(Real, 0, None, closed="neither")],
         "adapt_steps": [Interval(Integral, 0, None, closed="left")],
+        **PRIOR_CONSTRAINTS,
     }
 
+    # prior=: see skmeta/_base/_prior.py. Regression needs nothing here: the
+    # base makes the targets residuals before pooling, and adds prior_ back.
+    # A classifier's offset columns (after the n_features_in_ real ones) are
+    # as wide as the output they are added to, which differs between
+    # pre-training (every pooled class) and adapting (the support's classes),
+    # so module_ is a _TrailingOffsets wrapper, not the base's fixed-width
+    # _WithOffsets. Every training task must hold every pooled class, so that
+    # a task's offset columns (its own sorted classes) are the head's.
+    _accepts_prior = True
+
     def __init__(self, module=MLP, *, alpha=1.0, finetune="all", inner_lr=0.1, adapt_steps=10,
-                 rows_per_batch=64, **kwargs):
+                 rows_per_batch=64, prior=None, prior_cv=5, **kwargs):
         self.alpha = alpha
         self.finetune = finetune
         self.inner_lr = inner_lr
         self.adapt_steps = adapt_steps
         self.rows_per_batch = rows_per_batch
+        self.prior = prior
+        self.prior_cv = prior_cv
         super().__init__(module, **kwargs)
+
+    def _initialize_module(self, reason=None):
+        super()._initialize_module(reason=reason)
+        if self._uses_prior() and self._classification:
+            module = self.module_.module if isinstance(self.module_, _WithOffsets) else self.module_
+            self.module_ = _TrailingOffsets(module, self.n_features_in_)
+        return self
+
+    def _check_prior_use(self, tasks):
+        super()._check_prior_use(tasks)
+        if not self._classification:
+            return
+        pooled = np.unique(np.concatenate([np.asarray(task.y) for task in tasks]))
+        if self.warm_start and getattr(self, "initialized_", False) and hasattr(self, "classes_pooled_"):
+            pooled = self.classes_pooled_
+        for task in tasks:
+            classes = np.unique(task.y)
+            if classes.shape[0] != pooled.shape[0] or (classes != pooled).any():
+                raise ValueError(
+                    f"prior={self.prior!r} with pooled pre-training needs every task to hold "
+                    f"every pooled class ({pooled.tolist()[:10]}): the prior's log-probabilities "
+                    f"of a task's classes are added to the head's outputs, one per pooled class; "
+                    f"task {task.name!r} has {classes.tolist()[:10]}. Pass tasks that share one "
+                    "label set (or drop the rare labels), or set prior=None."
+                )
+
+    def _prior_query(self, X):
+        # Query rows go without offset columns: _add_prior adds the offsets.
+        return X
 
     def _n_outputs(self):
         return self.classes_pooled_.shape[0] if self._classification else 1
@@ -200,6 +263,19 @@ _PARAMETERS = """
         1 prints one line per epoch.
     warm_start : bool, default=False
         Whether ``fit`` continues from the current weights.
+    prior : sklearn estimator or None, default=None
+        A model pooled over all training rows, which the pre-trained and
+        fine-tuned network corrects: {prior_note}
+        It is cross-fitted by task in ``fit``: each training row's offset
+        comes from a clone fitted on the other ``prior_cv`` folds of tasks,
+        never on its own task; a clone fitted on all rows is ``prior_``,
+        used when adapting and predicting. The backbone's last
+        ``torch.nn.Linear`` starts at zero, so before pre-training and
+        adaptation the learner predicts what the prior predicts. None: no
+        prior.
+    prior_cv : int, default=5
+        Folds of whole tasks (``GroupKFold`` on the task) for cross-fitting
+        ``prior``; at most the number of tasks, and 2 at least.
 {extra}    **kwargs : dict
         Routed parameters: ``module__*``, ``optimizer__*``, ``callbacks__*``.
 """
@@ -241,13 +317,22 @@ class FineTuneClassifier(MetaClassifierMixin, _FineTune):
         task's classes. Pre-training uses every class.
 """,
         per="per class", extra="",
+        prior_note=(
+            "its log-probabilities (``predict_proba``, clipped at\n"
+            "        1e-7) of the classes are added to the network's logits. It needs\n"
+            "        ``n_ways=None``, training tasks that all hold every pooled class,\n"
+            "        and a support set whose labels the prior saw in ``fit``."
+        ),
     ) + """
     Attributes
     ----------
     module_ : torch.nn.Module
-        The pre-trained backbone.
+        The pre-trained backbone (with ``prior``, wrapped: it reads the
+        features and adds the offset columns that follow them).
     classes_pooled_ : ndarray of shape (n_pooled_classes,)
         The union of the labels of the tasks given to ``fit``: the head's rows.
+    prior_ : sklearn estimator
+        ``prior`` fitted on all training rows; only when ``prior`` is set.
     history_ : skorch.History
         Per epoch: ``train_loss``, ``valid_loss``, ``valid_score``
         (accuracy on the pooled rows of the held-out tasks), ``dur``.
@@ -299,6 +384,13 @@ class FineTuneRegressor(_FineTune):
     the pre-trained one.
     """ + _PARAMETERS.format(
         outputs="1", criterion="``torch.nn.MSELoss``", ways="", per="of the task",
+        prior_note=(
+            "the network models the residual ``y - prior(x)``\n"
+            "        (standardised per task with ``standardize_targets``, so that\n"
+            "        unadapted the prediction is the prior's plus the support set's\n"
+            "        mean residual), and predictions are ``prior(x)`` plus the\n"
+            "        adapted correction; ``valid_score`` is R² of the residuals."
+        ),
         extra="""    standardize_targets : bool, default=True
         Standardise targets task by task: in pre-training each task's by its
         own mean and standard deviation, when adapting the support set's
@@ -320,6 +412,8 @@ class FineTuneRegressor(_FineTune):
         Number of features.
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Feature names, when the tasks had string column names.
+    prior_ : sklearn estimator
+        ``prior`` fitted on all training rows; only when ``prior`` is set.
 
     See Also
     --------
