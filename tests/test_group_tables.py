@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from _tiny import ESTIMATORS, tiny_params, tiny_tasks
+from _tiny import LEARNERS, tiny_params, tiny_tasks
 
 from skmeta import MAMLClassifier, MAMLRegressor, ProtoNetClassifier
 from skmeta.callbacks import ProgressBar
@@ -67,7 +67,7 @@ def _support(meta, task, n_per_class=4):
     return task.X[rows], task.y[rows]
 
 
-@pytest.mark.parametrize("estimator_type", ESTIMATORS)
+@pytest.mark.parametrize("estimator_type", LEARNERS)
 def test_zero_weight_support_rows_count_as_dropped(estimator_type, fast_params):
     tasks = tiny_tasks(estimator_type, 6)
     meta = estimator_type(**tiny_params(estimator_type, fast_params)).fit(tasks[:5])
@@ -81,7 +81,7 @@ def test_zero_weight_support_rows_count_as_dropped(estimator_type, fast_params):
     assert not np.allclose(weighted, unweighted, rtol=1e-4, atol=1e-5)  # the weights matter
 
 
-@pytest.mark.parametrize("estimator_type", ESTIMATORS)
+@pytest.mark.parametrize("estimator_type", LEARNERS)
 def test_weights_are_checked(estimator_type, fast_params):
     tasks = tiny_tasks(estimator_type, 6)
     meta = estimator_type(**tiny_params(estimator_type, fast_params)).fit(tasks[:5])
@@ -118,18 +118,18 @@ def test_score_weighs_query_rows_in_long_format(fast_params):
 # ------------------------------------------------------- refused arguments
 
 
-@pytest.mark.parametrize("estimator_type", ESTIMATORS)
+@pytest.mark.parametrize("estimator_type", LEARNERS)
 def test_arguments_without_a_meaning_are_refused(estimator_type, fast_params):
     tasks = tiny_tasks(estimator_type, 6)
     params = tiny_params(estimator_type, fast_params)
     with pytest.raises(TypeError, match=r"fit got unexpected argument\(s\) \['sample_weight'\]"):
         estimator_type(**params).fit(tasks, sample_weight=np.ones(6))
-    with pytest.raises(ValueError, match="does not take batch_size: episodes are drawn by"):
+    with pytest.raises(ValueError, match="does not take batch_size: (episodes|pooled rows) are drawn by"):
         estimator_type(**params, batch_size=64).fit(tasks)
     with pytest.raises(ValueError, match="does not take iterator_train__shuffle"):
         estimator_type(**params, iterator_train__shuffle=True).fit(tasks)
     meta = estimator_type(**params).fit(tasks)
-    with pytest.raises(ValueError, match="set meta_batch_size instead"):
+    with pytest.raises(ValueError, match="set (meta_batch_size|rows_per_batch) instead"):
         meta.set_params(batch_size=3)
     with pytest.raises(TypeError, match="partial_fit takes no classes"):
         meta.partial_fit(tasks, classes=[0, 1])
