@@ -298,7 +298,11 @@ _MAML_PARAMETERS = """
         10)`` draws one shot count per training episode, uniformly (seeded);
         a meta-batch of mixed shot counts is padded to the largest and the
         padding masked out. ``score`` and the episodic scorers adapt on the
-        largest.
+        largest. On grouped classification tables (adult, bank,
+        contraception; "Episode settings on group tables" in
+        docs/benchmarks.md), ``(1, 5, 10, 20)`` scored about as well as 5 with
+        natural episodes: mean log-loss 0.477 against 0.482, ROC-AUC 0.738
+        against 0.739 on held-out groups.
     n_queries : int, default=15
         Query rows {per} in a training episode.
     class_balance : {{"balanced", "natural"}}, default="balanced"
@@ -307,7 +311,14 @@ _MAML_PARAMETERS = """
         per class; "natural" draws ``n_shots * n_ways`` and ``n_queries *
         n_ways`` rows in all, in each task's own class proportions, so that
         the base rate learnt is the tasks' own. Every class still gets one
-        support row at least. ``score`` draws its support sets alike.
+        support row at least. ``score`` draws its support sets alike. On
+        grouped classification tables (docs/benchmarks.md, "Episode
+        settings on group tables"), "natural" lowered MAMLClassifier's mean
+        log-loss on held-out groups from 0.513 to 0.482 (0.512 to 0.471
+        with a LogisticRegression prior) at the same ROC-AUC (0.739 against
+        0.737): consider it for group tables. (ProtoNetClassifier's
+        log-loss fell too, 0.599 to 0.582, but its ROC-AUC from 0.717 to
+        0.701.)
     train_split : callable or None, default=TaskSplit(0.2)
         Splits the tasks into meta-training and meta-validation tasks;
         None meta-validates on nothing.
