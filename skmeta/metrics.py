@@ -31,6 +31,7 @@ from sklearn.utils.validation import _check_sample_weight
 from ._base import MetaLearner
 from ._validation import as_task_collection
 from .pipeline import MetaPipeline, _final_chain
+from .utils._stacklevel import external_stacklevel
 
 __all__ = ["episodic_score", "make_episodic_scorer"]
 
@@ -342,13 +343,13 @@ def episodic_score(estimator, X, y=None, *, scoring=None, sample_weight=None, n_
             passed_on.setdefault((warning.category, str(warning.message)), warning.message)
     meta._warn_if_seen(scored, isinstance(X, pd.DataFrame))
     for (category, _), message in passed_on.items():
-        warnings.warn(message, category, stacklevel=2)
+        warnings.warn(message, category, stacklevel=external_stacklevel())
     if unusable:
         warnings.warn(
             f"Left out {len(unusable)} task(s) that cannot give a support and a query set: "
             + " ".join(unusable[:3]) + (" ..." if len(unusable) > 3 else ""),
             UserWarning,
-            stacklevel=2,
+            stacklevel=external_stacklevel(),
         )
     if not scores:
         raise ValueError(
@@ -364,7 +365,7 @@ def episodic_score(estimator, X, y=None, *, scoring=None, sample_weight=None, n_
             "the mean; a metric such as ROC AUC needs two classes among the rows "
             "left after the support set.",
             UndefinedMetricWarning,
-            stacklevel=2,
+            stacklevel=external_stacklevel(),
         )
     return float(np.mean(scores))
 

@@ -29,6 +29,7 @@ from sklearn.utils.validation import (
 
 from .._adapted import AdaptedClassifier, AdaptedRegressor
 from .._validation import check_features, check_targets
+from ..utils._stacklevel import external_stacklevel
 from ._parameters import _refuse_plain_pipeline
 from ._training import _support_statistics
 
@@ -248,7 +249,7 @@ class AdaptationMixin:
                 f"({shown}): the score overstates how it does on new tasks. Hold tasks out "
                 "with GroupKFold or LeaveOneGroupOut (groups = the task column), or score a "
                 "TaskCollection of other tasks.",
-                UserWarning, stacklevel=3,
+                UserWarning, stacklevel=external_stacklevel(),
             )
 
     def score(self, X, y=None, sample_weight=None, scoring=None):
@@ -337,7 +338,8 @@ class AdaptationMixin:
             if not scores:
                 raise ValueError(f"{message}; no task can be scored: pass tasks with more rows, or "
                                  "lower n_shots.")
-            warnings.warn(f"{message}: they are left out of the score.", UserWarning, stacklevel=2)
+            warnings.warn(f"{message}: they are left out of the score.", UserWarning,
+                          stacklevel=external_stacklevel())
         return float(np.mean(scores))
 
     def _warn_backtracked(self, n_backtracked, n_tasks):

@@ -58,6 +58,7 @@ from sklearn.model_selection import GroupKFold
 from sklearn.utils._param_validation import HasMethods, Interval
 
 from ..tasks import Task
+from ..utils._stacklevel import external_stacklevel
 from ._tasks import _CheckedTasks, _pooled_target_scale
 
 #: The smallest probability whose log is an offset.
@@ -212,7 +213,7 @@ class PriorMixin:
                 f"Class(es) {sorted(unseen)} occur in the tasks of one fold of prior_cv only, so "
                 f"the prior fitted without those tasks never saw them: their offsets there are "
                 f"log({PROBABILITY_FLOOR}). Lower prior_cv, or pass more tasks with those classes.",
-                UserWarning, stacklevel=5,
+                UserWarning, stacklevel=external_stacklevel(),
             )
         return offsets
 

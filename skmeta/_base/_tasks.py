@@ -14,6 +14,7 @@ from sklearn.utils import check_random_state
 
 from .._validation import as_task_collection, check_long_format, check_task_collection, resolve_device
 from ..tasks import EpisodeSampler, TaskCollection
+from ..utils._stacklevel import external_stacklevel
 
 
 class _CheckedTasks(TaskCollection):
@@ -67,7 +68,7 @@ class TasksMixin:
             f"{len(reasons)} of {len(tasks)} tasks cannot give an episode and are left out "
             f"of {purpose}: {shown}.",
             UserWarning,
-            stacklevel=4,
+            stacklevel=external_stacklevel(),
         )
         return TaskCollection(usable)
 

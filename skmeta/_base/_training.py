@@ -19,6 +19,7 @@ from sklearn.base import _fit_context
 
 from ..exceptions import DivergenceError
 from ..tasks import EpisodeBatch, EpisodeLoader
+from ..utils._stacklevel import external_stacklevel
 from ._parameters import _refuse_fit_params, _refuse_plain_scorer
 from ._tasks import _CheckedTasks
 
@@ -145,7 +146,7 @@ class TrainingMixin:
                 f"(of {len(X)} given{', the rest held out for validation' if valid else ''}): "
                 "what is learned cannot generalise across tasks. Pass more tasks, or set "
                 "train_split=None to meta-train on all of them.",
-                UserWarning, stacklevel=2,
+                UserWarning, stacklevel=external_stacklevel(),
             )
         if self.train_split is not None and (valid is None or len(valid) == 0):
             warnings.warn(
@@ -153,7 +154,7 @@ class TrainingMixin:
                 f"({len(X)} task(s)): history_ has no valid_loss or valid_score, and "
                 "EarlyStopping on them cannot work. Pass more tasks, or set train_split=None "
                 "to say no validation is wanted.",
-                UserWarning, stacklevel=2,
+                UserWarning, stacklevel=external_stacklevel(),
             )
         sampler = self._sampler()
         loaders = [

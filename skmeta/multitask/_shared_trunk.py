@@ -23,6 +23,7 @@ from .._mlp import MLP
 from .._steps import guarded_inner_loop
 from ..exceptions import AdaptationWarning
 from ..tasks._pooled import PooledTrainingMixin, select_rows
+from ..utils._stacklevel import external_stacklevel
 
 
 class SharedTrunk(nn.Module):
@@ -175,7 +176,7 @@ class _SharedTrunkLearner(PooledTrainingMixin, MetaLearner):
             "(below about 2 / alpha), or standardise the features"
             f"{'' if self._classification else ' and targets'}.",
             AdaptationWarning,
-            stacklevel=4,
+            stacklevel=external_stacklevel(),
         )
 
 

@@ -23,6 +23,7 @@ from .._mlp import MLP
 from .._steps import guarded_inner_loop
 from ..exceptions import AdaptationWarning
 from ..tasks import TaskSplit
+from ..utils._stacklevel import external_stacklevel
 
 
 def inner_loop(module, params, X, y, *, loss_fn, inner_lr, steps, first_order=False, weight=None):
@@ -230,7 +231,7 @@ class _MAML(MetaLearner):
             "and support losses). Lower inner_lr, or standardise the features"
             f"{'' if self._classification else ' and targets'}.",
             AdaptationWarning,
-            stacklevel=4,
+            stacklevel=external_stacklevel(),
         )
 
     def _predict_state(self, state, X):

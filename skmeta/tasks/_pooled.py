@@ -33,6 +33,7 @@ from sklearn.utils._param_validation import Interval
 
 from .._base._tasks import _CheckedTasks
 from .._base._training import _support_statistics
+from ..utils._stacklevel import external_stacklevel
 
 
 def pooled_targets(tasks, *, classes=None, target_scale=None):
@@ -194,7 +195,7 @@ class PooledTrainingMixin:
                 f"(of {len(tasks)} given{', the rest held out for validation' if valid else ''}): "
                 "what is learned cannot generalise across tasks. Pass more tasks, or set "
                 "train_split=None to pre-train on all of them.",
-                UserWarning, stacklevel=5,
+                UserWarning, stacklevel=external_stacklevel(),
             )
         if self.train_split is not None and (valid is None or len(valid) == 0):
             warnings.warn(
@@ -202,7 +203,7 @@ class PooledTrainingMixin:
                 f"({len(tasks)} task(s)): history_ has no valid_loss or valid_score, and "
                 "EarlyStopping on them cannot work. Pass more tasks, or set train_split=None "
                 "to say no validation is wanted.",
-                UserWarning, stacklevel=5,
+                UserWarning, stacklevel=external_stacklevel(),
             )
         return train, (None if valid is None or len(valid) == 0 else valid)
 

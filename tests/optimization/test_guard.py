@@ -60,6 +60,8 @@ def test_a_diverging_support_set_gives_finite_predictions_no_worse_than_unadapte
         with pytest.warns(AdaptationWarning, match=r"inner_lr=1.0 raised the support loss") as record:
             adapted = meta.adapt(X, y)
         assert len([w for w in record if issubclass(w.category, AdaptationWarning)]) == 1
+        # ... and the warning points at the line that called adapt, not into skmeta.
+        assert [w.filename for w in record if issubclass(w.category, AdaptationWarning)] == [__file__]
     finally:
         meta.set_params(inner_lr=SINUSOID["inner_lr"], adapt_steps=10)
     prediction = adapted.predict(task.X)
