@@ -138,31 +138,41 @@ class TrainingMixin:
         with self._seeded_torch():
             return super().fit_loop(X, y, epochs=epochs, **fit_params)
 
-    def get_split_datasets(self, X, y=None, **fit_params):
-        train, valid = (X, None) if self.train_split is None else self.train_split(X)
+    #: What training is called in messages ("pre-training" for pooled learners).
+    _training_name = "meta-training"
+
+    def _split_tasks(self, tasks):
+        """Training and held-out tasks (None if none), warning on a split that cannot be right."""
+        train, valid = (tasks, None) if self.train_split is None else self.train_split(tasks)
         if len(train) < 2:
             warnings.warn(
-                f"Meta-training on {len(train)} task{'s' if len(train) != 1 else ''} "
-                f"(of {len(X)} given{', the rest held out for validation' if valid else ''}): "
-                "what is learned cannot generalise across tasks. Pass more tasks, or set "
-                "train_split=None to meta-train on all of them.",
+                f"{self._training_name.capitalize()} on {len(train)} task"
+                f"{'s' if len(train) != 1 else ''} (of {len(tasks)} given"
+                f"{', the rest held out for validation' if valid else ''}): what is learned "
+                "cannot generalise across tasks. Pass more tasks, or set train_split=None to "
+                f"use all of them for {self._training_name}.",
                 UserWarning, stacklevel=external_stacklevel(),
             )
         if self.train_split is not None and (valid is None or len(valid) == 0):
             warnings.warn(
                 f"train_split={self.train_split!r} held out no task for meta-validation "
-                f"({len(X)} task(s)): history_ has no valid_loss or valid_score, and "
+                f"({len(tasks)} task(s)): history_ has no valid_loss or valid_score, and "
                 "EarlyStopping on them cannot work. Pass more tasks, or set train_split=None "
                 "to say no validation is wanted.",
                 UserWarning, stacklevel=external_stacklevel(),
             )
+        return train, (None if valid is None or len(valid) == 0 else valid)
+
+    def get_split_datasets(self, X, y=None, **fit_params):
+        """Episode loaders of the training tasks, and of the held-out ones (or None)."""
+        train, valid = self._split_tasks(X)
         sampler = self._sampler()
         loaders = [
             EpisodeLoader(train, sampler, n_episodes=self.n_episodes,
                           meta_batch_size=self.meta_batch_size, random_state=self._episode_rng,
                           device=self.device_)
         ]
-        if valid is None or len(valid) == 0:
+        if valid is None:
             return loaders[0], None
         loaders.append(
             EpisodeLoader(valid, sampler, n_episodes=max(len(valid), self.meta_batch_size),

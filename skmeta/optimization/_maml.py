@@ -22,7 +22,6 @@ from .._base._prior import PRIOR_CONSTRAINTS
 from .._mlp import MLP
 from .._steps import guarded_inner_loop
 from ..exceptions import AdaptationWarning
-from ..tasks import TaskSplit
 from ..utils._stacklevel import external_stacklevel
 
 
@@ -139,64 +138,16 @@ class _MAML(MetaLearner):
     # functional calls below take whatever names module_ has.
     _accepts_prior = True
 
-    def __init__(
-        self,
-        module=MLP,
-        *,
-        inner_lr=0.1,
-        inner_steps=1,
-        adapt_steps=10,
-        first_order=False,
-        prior=None,
-        prior_cv=5,
-        criterion=None,
-        optimizer=torch.optim.Adam,
-        lr=1e-3,
-        max_epochs=20,
-        n_episodes=200,
-        meta_batch_size=8,
-        n_ways=None,
-        n_shots=5,
-        n_queries=15,
-        class_balance="balanced",
-        train_split=TaskSplit(0.2),
-        callbacks=None,
-        task_column=None,
-        strict_episodes=False,
-        device="auto",
-        random_state=None,
-        verbose=0,
-        warm_start=False,
-        **kwargs,
-    ):
+    def __init__(self, module=MLP, *, inner_lr=0.1, inner_steps=1, adapt_steps=10, first_order=False,
+                 prior=None, prior_cv=5, **kwargs):
+        # The base's parameters (lr, n_shots, ...) pass through **kwargs.
         self.inner_lr = inner_lr
         self.inner_steps = inner_steps
         self.adapt_steps = adapt_steps
         self.first_order = first_order
         self.prior = prior
         self.prior_cv = prior_cv
-        super().__init__(
-            module,
-            criterion=criterion,
-            optimizer=optimizer,
-            lr=lr,
-            max_epochs=max_epochs,
-            n_episodes=n_episodes,
-            meta_batch_size=meta_batch_size,
-            n_ways=n_ways,
-            n_shots=n_shots,
-            n_queries=n_queries,
-            class_balance=class_balance,
-            train_split=train_split,
-            callbacks=callbacks,
-            task_column=task_column,
-            strict_episodes=strict_episodes,
-            device=device,
-            random_state=random_state,
-            verbose=verbose,
-            warm_start=warm_start,
-            **kwargs,
-        )
+        super().__init__(module, **kwargs)
 
     def _loss(self, outputs, y, weight=None):
         return self._weighted_loss(outputs, y, weight)

@@ -24,7 +24,6 @@ to skorch's loop in place of the episode loaders of
 
 import functools
 import inspect
-import warnings
 from numbers import Integral
 
 import numpy as np
@@ -33,7 +32,6 @@ from sklearn.utils._param_validation import Interval
 
 from .._base._tasks import _CheckedTasks
 from .._base._training import _support_statistics
-from ..utils._stacklevel import external_stacklevel
 
 
 def pooled_targets(tasks, *, classes=None, target_scale=None):
@@ -144,6 +142,8 @@ class PooledTrainingMixin:
     rows of other tasks) and the base's ``_adapt`` / ``_predict_state``.
     """
 
+    _training_name = "pre-training"
+
     _pooled_constraints = {"rows_per_batch": [Interval(Integral, 1, None, closed="left")]}
 
     # ------------------------------------------------------------ fitted state
@@ -185,27 +185,6 @@ class PooledTrainingMixin:
 
     def _check_split(self, train, *, reset):
         """Hook: a learner refuses a split it cannot train on (e.g. another task count)."""
-
-    def _split_tasks(self, tasks):
-        """Training and held-out tasks, with the base's warnings on degenerate splits."""
-        train, valid = (tasks, None) if self.train_split is None else self.train_split(tasks)
-        if len(train) < 2:
-            warnings.warn(
-                f"Pre-training on {len(train)} task{'s' if len(train) != 1 else ''} "
-                f"(of {len(tasks)} given{', the rest held out for validation' if valid else ''}): "
-                "what is learned cannot generalise across tasks. Pass more tasks, or set "
-                "train_split=None to pre-train on all of them.",
-                UserWarning, stacklevel=external_stacklevel(),
-            )
-        if self.train_split is not None and (valid is None or len(valid) == 0):
-            warnings.warn(
-                f"train_split={self.train_split!r} held out no task for meta-validation "
-                f"({len(tasks)} task(s)): history_ has no valid_loss or valid_score, and "
-                "EarlyStopping on them cannot work. Pass more tasks, or set train_split=None "
-                "to say no validation is wanted.",
-                UserWarning, stacklevel=external_stacklevel(),
-            )
-        return train, (None if valid is None or len(valid) == 0 else valid)
 
     # -------------------------------------------------------- skorch's loop
 
