@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import FAST
 
-from skmeta import MAMLClassifier, MAMLRegressor, ProtoNetClassifier
+from skmeta import MAMLClassifier, MAMLRegressor, ProtoNetClassifier, Task, TaskCollection
 from skmeta.datasets import make_blob_tasks, make_sinusoid_tasks
 from skmeta.utils import all_learners
 
@@ -95,3 +95,17 @@ def reference_outputs(meta):
     out = outputs(meta, X_query, X_support, y_support)
     assert np.isfinite(out).all()
     return out
+
+
+def shifted_tasks(n_tasks, *, classification, n_rows=40, n_features=8, random_state=0):
+    """X ~ N(0, 1); y from a shared rule w, perturbed per task, plus a per-task shift."""
+    rng = np.random.default_rng(random_state)
+    w = np.random.default_rng(123).normal(size=n_features)
+    tasks = []
+    for t in range(n_tasks):
+        X = rng.normal(size=(n_rows, n_features))
+        signal = X @ (w + 0.3 * rng.normal(size=n_features)) + 1.5 * rng.normal()
+        y = (signal + 0.3 * rng.normal(size=n_rows) > 0).astype(int) if classification else (
+            signal + 0.3 * rng.normal(size=n_rows))
+        tasks.append(Task(X, y, name=f"task_{t}"))
+    return TaskCollection(tasks)

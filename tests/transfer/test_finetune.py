@@ -12,28 +12,15 @@ import math
 import numpy as np
 import pytest
 import torch
+from _tiny import shifted_tasks
 from scipy.special import softmax
 from sklearn.linear_model import LogisticRegression, Ridge
 
-from skmeta import FineTuneClassifier, FineTuneRegressor, Task, TaskCollection
+from skmeta import FineTuneClassifier, FineTuneRegressor, TaskCollection
 from skmeta.exceptions import AdaptationWarning
 
 FAST = dict(max_epochs=10, train_split=None, device="cpu", random_state=0,
             module__hidden_sizes=(16,), lr=1e-2)
-
-
-def shifted_tasks(n_tasks, *, classification, n_rows=40, n_features=8, random_state=0):
-    """X ~ N(0, 1); y from a shared rule w, perturbed per task, plus a per-task shift."""
-    rng = np.random.default_rng(random_state)
-    w = np.random.default_rng(123).normal(size=n_features)
-    tasks = []
-    for t in range(n_tasks):
-        X = rng.normal(size=(n_rows, n_features))
-        signal = X @ (w + 0.3 * rng.normal(size=n_features)) + 1.5 * rng.normal()
-        y = (signal + 0.3 * rng.normal(size=n_rows) > 0).astype(int) if classification else (
-            signal + 0.3 * rng.normal(size=n_rows))
-        tasks.append(Task(X, y, name=f"task_{t}"))
-    return TaskCollection(tasks)
 
 
 @pytest.fixture(scope="module")
