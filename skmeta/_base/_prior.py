@@ -72,24 +72,29 @@ PRIOR_CONSTRAINTS = {
 
 
 class _WithOffsets(torch.nn.Module):
-    """A backbone whose input ends in offset columns that it adds to its output.
+    """A backbone whose input may end in offset columns that it adds to its output.
+
+    The backbone sees the first ``n_features`` columns; any columns after
+    them are offsets, as many as its outputs. Their number may change from
+    call to call (every pooled class in pre-training, a support set's classes
+    when adapting), and a call without them is the backbone alone.
 
     Parameters
     ----------
     module : torch.nn.Module
-        The backbone; it sees the input without its last ``n_offsets`` columns.
-    n_offsets : int
-        How many columns at the end of the input are offsets.
+        The backbone.
+    n_features : int
+        How many leading columns of the input are features.
     """
 
-    def __init__(self, module, n_offsets):
+    def __init__(self, module, n_features):
         super().__init__()
         self.module = module
-        self.n_offsets = n_offsets
+        self.n_features = n_features
 
     def forward(self, X):
-        k = self.n_offsets
-        return self.module(X[..., :-k]) + X[..., -k:]
+        out = self.module(X[..., : self.n_features])
+        return out + X[..., self.n_features :] if X.shape[-1] > self.n_features else out
 
 
 class PriorMixin:
@@ -137,8 +142,8 @@ class PriorMixin:
         super()._initialize_module(reason=reason)
         if self._uses_prior():
             _zero_last_linear(self.module_, self.prior)
-            if self._classification and hasattr(self, "n_ways_"):
-                self.module_ = _WithOffsets(self.module_, self.n_ways_)
+            if self._classification and hasattr(self, "n_features_in_"):
+                self.module_ = _WithOffsets(self.module_, self.n_features_in_)
         return self
 
     # ------------------------------------------------------------ fitting

@@ -16,31 +16,12 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from torch.func import functional_call
 
 from .._base import MetaClassifierMixin, MetaLearner
-from .._base._prior import PRIOR_CONSTRAINTS, _WithOffsets
+from .._base._prior import PRIOR_CONSTRAINTS
 from .._mlp import MLP
 from .._steps import guarded_inner_loop
 from ..exceptions import AdaptationWarning
 from ..tasks._pooled import PooledTrainingMixin, select_rows
 from ..utils._stacklevel import external_stacklevel
-
-
-class _TrailingOffsets(torch.nn.Module):
-    """A backbone that reads the first ``n_features`` columns and adds the rest to its output.
-
-    Unlike :class:`~skmeta._base._prior._WithOffsets`, the number of offset
-    columns follows the input (every pooled class in pre-training, the
-    support's classes when adapting; none for query rows, whose offsets
-    are added later in float64).
-    """
-
-    def __init__(self, module, n_features):
-        super().__init__()
-        self.module = module
-        self.n_features = n_features
-
-    def forward(self, X):
-        out = self.module(X[..., : self.n_features])
-        return out + X[..., self.n_features :] if X.shape[-1] > self.n_features else out
 
 
 def l2_sp_penalty(start, alpha):
@@ -93,10 +74,10 @@ class _FineTune(PooledTrainingMixin, MetaLearner):
     # base makes the targets residuals before pooling, and adds prior_ back.
     # A classifier's offset columns (after the n_features_in_ real ones) are
     # as wide as the output they are added to, which differs between
-    # pre-training (every pooled class) and adapting (the support's classes),
-    # so module_ is a _TrailingOffsets wrapper, not the base's fixed-width
-    # _WithOffsets. Every training task must hold every pooled class, so that
-    # a task's offset columns (its own sorted classes) are the head's.
+    # pre-training (every pooled class) and adapting (the support's classes);
+    # the base's _WithOffsets adds whatever columns follow the features.
+    # Every training task must hold every pooled class, so that a task's
+    # offset columns (its own sorted classes) are the head's.
     _accepts_prior = True
 
     def __init__(self, module=MLP, *, alpha=1.0, finetune="all", inner_lr=0.1, adapt_steps=10,
@@ -109,13 +90,6 @@ class _FineTune(PooledTrainingMixin, MetaLearner):
         self.prior = prior
         self.prior_cv = prior_cv
         super().__init__(module, **kwargs)
-
-    def _initialize_module(self, reason=None):
-        super()._initialize_module(reason=reason)
-        if self._uses_prior() and self._classification:
-            module = self.module_.module if isinstance(self.module_, _WithOffsets) else self.module_
-            self.module_ = _TrailingOffsets(module, self.n_features_in_)
-        return self
 
     def _check_prior_use(self, tasks):
         super()._check_prior_use(tasks)
