@@ -10,8 +10,24 @@ import torch
 from torch.func import functional_call
 
 
+def _shares_tensors(module):
+    """Whether two names of ``module`` hold one tensor (tied weights).
+
+    ``functional_call`` unties such names on every call by default, a walk
+    over the module that costs about as much as a small network's forward
+    pass; without tied weights it is safely skipped.
+    """
+    seen = set()
+    for _, tensor in (*module.named_parameters(remove_duplicate=False),
+                      *module.named_buffers(remove_duplicate=False)):
+        if id(tensor) in seen:
+            return True
+        seen.add(id(tensor))
+    return False
+
+
 def guarded_inner_loop(module, params, X, y, *, loss_fn, inner_lr, steps, weight=None,
-                       penalty=None, tolerance=1e-6, max_halvings=12):
+                       penalty=None, direction=None, tolerance=1e-6, max_halvings=12):
     """Adapt ``params`` by gradient steps that never raise the support loss.
 
     Each step is taken with plain ``torch.autograd`` on leaf tensors (no
@@ -42,6 +58,11 @@ def guarded_inner_loop(module, params, X, y, *, loss_fn, inner_lr, steps, weight
     penalty : callable or None, default=None
         ``penalty(params)`` to a scalar added to the support loss (e.g. an
         L2 pull toward the starting weights); the guard watches the sum.
+    direction : callable or None, default=None
+        ``direction(params, grads, loss)`` to a dict of tensors, the update
+        a step of size 1 subtracts (called once per step, before any
+        halving): per-parameter learned rates times the gradient
+        (Meta-SGD), or a learned optimizer's update. None: the gradient.
     tolerance : float, default=1e-6
         Relative rise of the support loss still accepted (rounding).
     max_halvings : int, default=12
@@ -70,8 +91,10 @@ def guarded_inner_loop(module, params, X, y, *, loss_fn, inner_lr, steps, weight
     (tensor([[3.]]), [0.75], True)
     """
 
+    tie_weights = _shares_tensors(module)
+
     def support_loss(p):
-        output = functional_call(module, p, (X,))
+        output = functional_call(module, p, (X,), tie_weights=tie_weights)
         loss = loss_fn(output, y) if weight is None else loss_fn(output, y, weight)
         return loss if penalty is None else loss + penalty(p)
 
@@ -80,11 +103,16 @@ def guarded_inner_loop(module, params, X, y, *, loss_fn, inner_lr, steps, weight
         current, loss = start, support_loss(start)
         losses, step_sizes, step_size, backtracked = [loss.item()], [], inner_lr, False
         for _ in range(steps):
-            grads = torch.autograd.grad(loss, list(current.values()))
-            for _ in range(max_halvings + 1):
+            names, values = list(current), list(current.values())
+            grads = torch.autograd.grad(loss, values)
+            if direction is not None:
                 with torch.no_grad():
-                    candidate = {name: (p - step_size * g).requires_grad_()
-                                 for (name, p), g in zip(current.items(), grads, strict=True)}
+                    update = direction(current, dict(zip(names, grads, strict=True)), loss.detach())
+                grads = [update[name] for name in names]
+            for _ in range(max_halvings + 1):
+                with torch.no_grad():  # p - step_size * g, one batched call per operation
+                    moved = torch._foreach_sub(values, torch._foreach_mul(grads, step_size))
+                candidate = {name: p.requires_grad_() for name, p in zip(names, moved, strict=True)}
                 candidate_loss = support_loss(candidate)
                 value = candidate_loss.item()
                 if value == value and value <= losses[-1] + tolerance * abs(losses[-1]):

@@ -10,19 +10,17 @@ that raises the support loss rejected and the step size halved.
 Estimators: :class:`MAMLClassifier`, :class:`MAMLRegressor`.
 """
 
-import warnings
-from numbers import Integral, Real
-
 import torch
-from sklearn.utils._param_validation import Interval
 from torch.func import functional_call, grad, vmap
 
-from .._base import MetaClassifierMixin, MetaLearner
-from .._base._prior import PRIOR_CONSTRAINTS
 from .._mlp import MLP
-from .._steps import guarded_inner_loop
-from ..exceptions import AdaptationWarning
-from ..utils._stacklevel import external_stacklevel
+from ._base import (
+    STANDARDIZE_TARGETS_CONSTRAINT,
+    InnerLoopClassifier,
+    InnerLoopLearner,
+    InnerLoopRegressor,
+    parameters_doc,
+)
 
 
 def inner_loop(module, params, X, y, *, loss_fn, inner_lr, steps, first_order=False, weight=None):
@@ -38,8 +36,9 @@ def inner_loop(module, params, X, y, *, loss_fn, inner_lr, steps, first_order=Fa
     y : Tensor of shape (n_support,)
     loss_fn : callable
         ``loss_fn(output, y)`` to a scalar.
-    inner_lr : float
-        Step size.
+    inner_lr : float or dict of str to Tensor
+        Step size, or one per parameter (a tensor of its shape, as
+        Meta-SGD learns them).
     steps : int
         Number of steps.
     first_order : bool, default=False
@@ -75,7 +74,8 @@ def inner_loop(module, params, X, y, *, loss_fn, inner_lr, steps, first_order=Fa
             grads = grad(support_loss)({name: p.detach() for name, p in params.items()})
         else:
             grads = grad(support_loss)(params)
-        params = {name: p - inner_lr * grads[name] for name, p in params.items()}
+        params = {name: p - (inner_lr[name] if isinstance(inner_lr, dict) else inner_lr) * grads[name]
+                  for name, p in params.items()}
     return params
 
 
@@ -121,85 +121,27 @@ def maml_loss(module, params, batch, *, loss_fn, inner_lr, steps, first_order=Fa
     return losses.mean(), outputs
 
 
-class _MAML(MetaLearner):
-    """What MAMLClassifier and MAMLRegressor share."""
+class _MAML(InnerLoopLearner):
+    """What MAMLClassifier and MAMLRegressor share: ``first_order`` and the episode loss."""
 
-    _parameter_constraints = {
-        **MetaLearner._parameter_constraints,
-        "inner_lr": [Interval(Real, 0, None, closed="neither")],
-        "inner_steps": [Interval(Integral, 1, None, closed="left")],
-        "adapt_steps": [Interval(Integral, 0, None, closed="left"), None],
-        "first_order": ["boolean"],
-        **PRIOR_CONSTRAINTS,
-    }
-
-    # prior=: see skmeta/_base/_prior.py. With it, module_ wraps the backbone
-    # (_WithOffsets), so _params() names gain a "module." prefix; the
-    # functional calls below take whatever names module_ has.
-    _accepts_prior = True
+    _parameter_constraints = {**InnerLoopLearner._parameter_constraints, "first_order": ["boolean"]}
 
     def __init__(self, module=MLP, *, inner_lr=0.1, inner_steps=1, adapt_steps=10, first_order=False,
-                 prior=None, prior_cv=5, **kwargs):
-        # The base's parameters (lr, n_shots, ...) pass through **kwargs.
-        self.inner_lr = inner_lr
-        self.inner_steps = inner_steps
-        self.adapt_steps = adapt_steps
+                 **kwargs):
         self.first_order = first_order
-        self.prior = prior
-        self.prior_cv = prior_cv
-        super().__init__(module, **kwargs)
-
-    def _loss(self, outputs, y, weight=None):
-        return self._weighted_loss(outputs, y, weight)
-
-    def _steps(self, training):
-        if training or self.adapt_steps is None:
-            return self.inner_steps
-        return self.adapt_steps
-
-    def _params(self):
-        return dict(self.module_.named_parameters())
+        super().__init__(module, inner_lr=inner_lr, inner_steps=inner_steps, adapt_steps=adapt_steps,
+                         **kwargs)
 
     def _episode_loss(self, batch, training):
         loss, outputs = maml_loss(
-            self.module_, self._params(), batch, loss_fn=self._loss,
+            self._backbone(), self._params(), batch, loss_fn=self._loss,
             inner_lr=self.inner_lr, steps=self._steps(training),
             first_order=self.first_order or not training,
         )
         return loss, self._outputs(outputs)
 
-    def _adapt(self, X_support, y_support, n_classes, weight=None):
-        return guarded_inner_loop(
-            self.module_, self._params(), X_support, y_support, loss_fn=self._loss,
-            inner_lr=self.inner_lr, steps=self._steps(training=False), weight=weight,
-        )
 
-    def _warn_backtracked(self, n_backtracked, n_tasks):
-        warnings.warn(
-            f"Adapting to {n_backtracked} of {n_tasks} support set(s), a gradient step of "
-            f"inner_lr={self.inner_lr} raised the support loss, so the step size was halved "
-            "until steps helped (the adapted estimator's adapt_history_ has the step sizes "
-            "and support losses). Lower inner_lr, or standardise the features"
-            f"{'' if self._classification else ' and targets'}.",
-            AdaptationWarning,
-            stacklevel=external_stacklevel(),
-        )
-
-    def _predict_state(self, state, X):
-        return self._outputs(functional_call(self.module_, state, (X,)))
-
-    def _outputs(self, outputs):
-        return outputs
-
-
-_MAML_PARAMETERS = """
-    Parameters
-    ----------
-    module : torch.nn.Module class or instance, default=MLP
-        The backbone. A class is built in ``fit`` with its ``module__*``
-        parameters, and with ``n_features`` and ``n_outputs`` if it accepts
-        them.
-    inner_lr : float, default={inner_lr}
+_OWN = """    inner_lr : float, default={inner_lr}
         Step size of the inner (adaptation) gradient steps, in meta-training
         and when adapting. Too large a step makes adaptation oscillate or
         diverge (``adapt`` raises a ValueError when the weights overflow),
@@ -219,106 +161,32 @@ _MAML_PARAMETERS = """
         First-order MAML: treat the inner gradients as constants, so the
         meta-gradient has no second derivatives. Cheaper in time and memory;
         it learns too, usually somewhat less per meta-training step.
-    prior : sklearn estimator or None, default=None
-        A model pooled over all training rows, which the meta-learned
-        network corrects: {prior_note}
-        It is cross-fitted by task in ``fit``: each training row's offset
-        comes from a clone fitted on the other ``prior_cv`` folds of tasks,
-        never on its own task; a clone fitted on all rows is ``prior_``,
-        used when adapting and predicting. The backbone's last
-        ``torch.nn.Linear`` starts at zero, so before meta-training and
-        adaptation the learner predicts what the prior predicts. Where tasks
-        differ mostly in base rate or level, this keeps the pooled model's
-        strength and adapts from it. None: no prior.
-    prior_cv : int, default=5
-        Folds of whole tasks (``GroupKFold`` on the task) for cross-fitting
-        ``prior``; at most the number of tasks, and 2 at least.
-    criterion : torch.nn.Module class or None, default=None
-        The loss of inner and outer steps; None is {criterion}.
-    optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
-        The meta-optimizer; tune it with ``optimizer__*`` parameters.
-    lr : float, default={lr}
-        Meta learning rate.
-    max_epochs : int, default={max_epochs}
-        Passes of meta-training.
-    n_episodes : int, default=200
-        Episodes per epoch.
-    meta_batch_size : int, default=8
-        Episodes per meta-gradient step, run together with ``vmap``.
-{ways}    n_shots : int or tuple of int, default=5
-        Support rows {per} in an episode. A tuple or list such as ``(1, 5,
-        10)`` draws one shot count per training episode, uniformly (seeded);
-        a meta-batch of mixed shot counts is padded to the largest and the
-        padding masked out. ``score`` and the episodic scorers adapt on the
-        largest. On grouped classification tables (adult, bank,
-        contraception; "Episode settings on group tables" in
-        docs/benchmarks.md), ``(1, 5, 10, 20)`` scored about as well as 5 with
-        natural episodes: mean log-loss 0.477 against 0.482, ROC-AUC 0.738
-        against 0.739 on held-out groups.
-    n_queries : int, default=15
-        Query rows {per} in a training episode.
-    class_balance : {{"balanced", "natural"}}, default="balanced"
-        Classification only (regression episodes are never stratified).
-        "balanced" draws ``n_shots`` support and ``n_queries`` query rows
-        per class; "natural" draws ``n_shots * n_ways`` and ``n_queries *
-        n_ways`` rows in all, in each task's own class proportions, so that
-        the base rate learnt is the tasks' own. Every class still gets one
-        support row at least. ``score`` draws its support sets alike. On
-        grouped classification tables (docs/benchmarks.md, "Episode
-        settings on group tables"), "natural" lowered MAMLClassifier's mean
-        log-loss on held-out groups from 0.513 to 0.482 (0.512 to 0.471
-        with a LogisticRegression prior) at the same ROC-AUC (0.739 against
-        0.737): consider it for group tables. (ProtoNetClassifier's
-        log-loss fell too, 0.599 to 0.582, but its ROC-AUC from 0.717 to
-        0.701.)
-    train_split : callable or None, default=TaskSplit(0.2)
-        Splits the tasks into meta-training and meta-validation tasks;
-        None meta-validates on nothing.
-    callbacks : list of skorch callbacks or None, default=None
-        E.g. ``EarlyStopping(monitor="valid_score", lower_is_better=False)``,
-        ``ProgressBar()``, ``Checkpoint()``, ``LRScheduler()``.
-    task_column : str or None, default=None
-        In long format, the column of ``X`` that names each row's task.
-    strict_episodes : bool, default=False
-        Whether every task must fill whole episodes (``n_shots + n_queries``
-        rows {per}). By default a smaller class gives fewer shots and
-        queries, episodes of a meta-batch are padded and the padding masked
-        out, and tasks that cannot give an episode at all are left out with
-        a warning.
-    device : {{"auto", "cpu", "cuda"}} or torch.device, default="auto"
-        "auto" uses CUDA when present.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the backbone's initial weights and the episodes.
-    verbose : int, default=0
-        1 prints one line per epoch.
-    warm_start : bool, default=False
-        Whether ``fit`` continues from the current weights.
-{extra}    **kwargs : dict
-        Routed parameters: ``module__*``, ``optimizer__*``, ``callbacks__*``.
 """
 
+_REGRESSOR_LR_NOTE = (
+    "        the defaults (``inner_lr=0.05``, ``lr=0.01``, ``max_epochs=60``)\n"
+    "        were chosen on five regression families with 10 shots and\n"
+    "        1,000 training tasks (one sine, a sum of two sines, a linear\n"
+    "        model of 5 features, a quadratic, sines at levels 100-1,000),\n"
+    "        with standardised targets: every family then adapts to a query\n"
+    "        error below half its variance and below a 3-nearest-neighbour\n"
+    "        regressor on the support; 10 steps of 0.1 overshoot and are cut\n"
+    "        back by the guard on most tasks. Without ``standardize_targets``,\n"
+    "        scale ``inner_lr`` to the targets: 0.01 for the sinusoids of\n"
+    "        :func:`~skmeta.datasets.make_sinusoid_tasks` (amplitudes up to 5).\n"
+)
 
-class MAMLClassifier(MetaClassifierMixin, _MAML):
+
+class MAMLClassifier(InnerLoopClassifier, _MAML):
     __doc__ = """Model-agnostic meta-learning (MAML) for few-shot classification.
 
     Meta-training learns initial weights of the whole backbone such that a
     few gradient steps on a new task's support set give a good classifier
     for that task. The inner loop is functional (``torch.func``) and the
     episodes of a meta-batch run batched with ``vmap``.
-    """ + _MAML_PARAMETERS.format(
-        criterion="``torch.nn.CrossEntropyLoss``", inner_lr="0.1", lr="1e-3", max_epochs="20",
-        lr_note="        0.1 suits standardised features.\n",
-        ways="""    n_ways : int or None, default=None
-        Classes per episode, and the width of the output layer; None takes
-        all classes of each task (then every task must have as many).
-""",
-        per="per class", extra="",
-        prior_note=(
-            "its log-probabilities (``predict_proba``, clipped at\n"
-            "        1e-7) of a task's classes are added to the network's logits. It\n"
-            "        needs ``n_ways=None``, and a support set whose labels the prior\n"
-            "        saw in ``fit``."
-        ),
+    """ + parameters_doc(
+        _OWN.format(inner_lr="0.1", lr_note="        0.1 suits standardised features.\n"),
+        classification=True, lr="1e-3", max_epochs="20",
     ) + """
     Attributes
     ----------
@@ -341,6 +209,16 @@ class MAMLClassifier(MetaClassifierMixin, _MAML):
     MAMLRegressor : The same for regression.
     ProtoNetClassifier : Adapts by class means in a learned embedding.
 
+    Notes
+    -----
+    Episode settings on grouped classification tables (adult, bank,
+    contraception; "Episode settings on group tables" in docs/benchmarks.md):
+    ``class_balance="natural"`` lowered the mean log-loss on held-out groups
+    from 0.513 to 0.482 (0.512 to 0.471 with a LogisticRegression prior) at
+    the same ROC-AUC (0.739 against 0.737), so consider it for group tables;
+    ``n_shots=(1, 5, 10, 20)`` scored about as well as 5 with natural
+    episodes (log-loss 0.477 against 0.482, ROC-AUC 0.738 against 0.739).
+
     References
     ----------
     .. [1] Finn, Abbeel and Levine, "Model-Agnostic Meta-Learning for Fast
@@ -358,24 +236,9 @@ class MAMLClassifier(MetaClassifierMixin, _MAML):
     True
     """
 
-    def _n_outputs(self):
-        return self.n_ways_
 
-    def _check_support_classes(self, classes):
-        super()._check_support_classes(classes)
-        n_classes = classes.shape[0]
-        if n_classes != self.n_ways_:
-            raise ValueError(
-                f"{type(self).__name__} was meta-trained on {self.n_ways_}-way tasks "
-                f"but this support set has {n_classes} classes; pass a support set "
-                f"with exactly {self.n_ways_} classes, or refit with n_ways={n_classes}."
-            )
-
-
-class MAMLRegressor(_MAML):
-    _classification = False
-
-    _parameter_constraints = {**_MAML._parameter_constraints, "standardize_targets": ["boolean"]}
+class MAMLRegressor(InnerLoopRegressor, _MAML):
+    _parameter_constraints = {**_MAML._parameter_constraints, **STANDARDIZE_TARGETS_CONSTRAINT}
 
     def __init__(self, module=MLP, *, inner_lr=0.05, lr=0.01, max_epochs=60, standardize_targets=True,
                  **kwargs):
@@ -388,36 +251,9 @@ class MAMLRegressor(_MAML):
     new task's support set fit that task; ``first_order=True`` gives
     first-order MAML. The inner loop is functional (``torch.func``) and the
     episodes of a meta-batch run batched with ``vmap``.
-    """ + _MAML_PARAMETERS.format(
-        criterion="``torch.nn.MSELoss``", ways="", per="of the task",
-        inner_lr="0.05", lr="0.01", max_epochs="60",
-        prior_note=(
-            "the network models the residual ``y - prior(x)``\n"
-            "        (standardised per task with ``standardize_targets``, so that\n"
-            "        unadapted the prediction is the prior's plus the support set's\n"
-            "        mean residual), and predictions are ``prior(x)`` plus the\n"
-            "        adapted correction; ``valid_score`` is R² of the residuals."
-        ),
-        extra="""    standardize_targets : bool, default=True
-        Standardise each task's targets by its support set's mean and
-        standard deviation (floored at a tenth of the training tasks'
-        within-task scale) before inner steps, in meta-training and when
-        adapting; predictions come back in the targets' own units. Targets in
-        the hundreds then adapt as stably as targets of unit scale. False
-        adapts on the raw targets.
-""",
-        lr_note=(
-            "        the defaults (``inner_lr=0.05``, ``lr=0.01``, ``max_epochs=60``)\n"
-            "        were chosen on five regression families with 10 shots and\n"
-            "        1,000 training tasks (one sine, a sum of two sines, a linear\n"
-            "        model of 5 features, a quadratic, sines at levels 100-1,000),\n"
-            "        with standardised targets: every family then adapts to a query\n"
-            "        error below half its variance and below a 3-nearest-neighbour\n"
-            "        regressor on the support; 10 steps of 0.1 overshoot and are cut\n"
-            "        back by the guard on most tasks. Without ``standardize_targets``,\n"
-            "        scale ``inner_lr`` to the targets: 0.01 for the sinusoids of\n"
-            "        :func:`~skmeta.datasets.make_sinusoid_tasks` (amplitudes up to 5).\n"
-        ),
+    """ + parameters_doc(
+        _OWN.format(inner_lr="0.05", lr_note=_REGRESSOR_LR_NOTE),
+        classification=False, lr="0.01", max_epochs="60",
     ) + """
     Attributes
     ----------
@@ -463,12 +299,3 @@ class MAMLRegressor(_MAML):
     >>> float(abs(start.predict(X, X[:10], y[:10]) - start.prior_.predict(X)).max()) < 1e-6
     True
     """
-
-    def _n_outputs(self):
-        return 1
-
-    def _loss(self, outputs, y, weight=None):
-        return self._weighted_loss(outputs.squeeze(-1), y, weight)
-
-    def _outputs(self, outputs):
-        return outputs.squeeze(-1)

@@ -1,0 +1,262 @@
+"""What the gradient-step learners of this family share.
+
+MAML, Meta-SGD, ANIL, Reptile and the learned optimizer all adapt to a new
+task by steps on its support set, starting from meta-learned weights.
+:class:`InnerLoopLearner` holds their common parameters (``inner_lr``,
+``inner_steps``, ``adapt_steps``, ``prior``) and the adaptation itself: guarded
+steps (:func:`~skmeta._steps.guarded_inner_loop`) on the backbone's
+parameters. An algorithm overrides what differs:
+
+- ``_backbone()``: the network called on rows (the module, or the part of a
+  container module that is the network; Meta-SGD keeps its rates beside it);
+- ``_params()``: the backbone's parameters by name;
+- ``_direction()``: what a step of size 1 subtracts, given the gradients
+  (None: the gradient itself, scaled by ``inner_lr``);
+- ``_episode_loss(batch, training)``: the meta-objective.
+
+:class:`InnerLoopClassifier` and :class:`InnerLoopRegressor` add the output
+width and the target handling of each kind of task; :data:`PARAMETERS` is the
+docstring of the parameters they share, with a slot for each algorithm's own.
+"""
+
+import warnings
+from numbers import Integral, Real
+
+from sklearn.utils._param_validation import Interval
+from torch.func import functional_call
+
+from .._base import MetaClassifierMixin, MetaLearner
+from .._base._prior import PRIOR_CONSTRAINTS
+from .._mlp import MLP
+from .._steps import guarded_inner_loop
+from ..exceptions import AdaptationWarning
+from ..utils._stacklevel import external_stacklevel
+
+
+class InnerLoopLearner(MetaLearner):
+    """A meta-learner that adapts by guarded gradient steps on the support set."""
+
+    _parameter_constraints = {
+        **MetaLearner._parameter_constraints,
+        "inner_lr": [Interval(Real, 0, None, closed="neither")],
+        "inner_steps": [Interval(Integral, 1, None, closed="left")],
+        "adapt_steps": [Interval(Integral, 0, None, closed="left"), None],
+        **PRIOR_CONSTRAINTS,
+    }
+
+    # prior=: see skmeta/_base/_prior.py. With it, module_ wraps the backbone
+    # (_WithOffsets), so _params() names gain a "module." prefix; the
+    # functional calls take whatever names the backbone has.
+    _accepts_prior = True
+
+    def __init__(self, module=MLP, *, inner_lr=0.1, inner_steps=1, adapt_steps=10, prior=None,
+                 prior_cv=5, **kwargs):
+        # The base's parameters (lr, n_shots, ...) pass through **kwargs.
+        self.inner_lr = inner_lr
+        self.inner_steps = inner_steps
+        self.adapt_steps = adapt_steps
+        self.prior = prior
+        self.prior_cv = prior_cv
+        super().__init__(module, **kwargs)
+
+    # ---------------------------------------------------------------- hooks
+
+    def _backbone(self):
+        """The network, called functionally on rows with :meth:`_params`."""
+        return self.module_
+
+    def _params(self):
+        return dict(self._backbone().named_parameters())
+
+    def _direction(self):
+        """``direction(params, grads, loss)`` for the guarded steps, or None for the gradient."""
+        return None
+
+    # ---------------------------------------------------------------- shared
+
+    def _loss(self, outputs, y, weight=None):
+        return self._weighted_loss(outputs, y, weight)
+
+    def _steps(self, training):
+        if training or self.adapt_steps is None:
+            return self.inner_steps
+        return self.adapt_steps
+
+    def _adapt(self, X_support, y_support, n_classes, weight=None):
+        direction = self._direction()
+        return guarded_inner_loop(
+            self._backbone(), self._params(), X_support, y_support, loss_fn=self._loss,
+            inner_lr=self.inner_lr if direction is None else 1.0, direction=direction,
+            steps=self._steps(training=False), weight=weight,
+        )
+
+    def _warn_backtracked(self, n_backtracked, n_tasks):
+        step = (f"a gradient step of inner_lr={self.inner_lr}" if self._direction() is None
+                else "a step of the meta-learned update")
+        warnings.warn(
+            f"Adapting to {n_backtracked} of {n_tasks} support set(s), {step} raised the "
+            "support loss, so the step size was halved until steps helped (the adapted "
+            "estimator's adapt_history_ has the step sizes and support losses). Lower "
+            "inner_lr, or standardise the features"
+            f"{'' if self._classification else ' and targets'}.",
+            AdaptationWarning,
+            stacklevel=external_stacklevel(),
+        )
+
+    def _predict_state(self, state, X):
+        return self._outputs(functional_call(self._backbone(), state, (X,)))
+
+    def _outputs(self, outputs):
+        return outputs
+
+
+class InnerLoopClassifier(MetaClassifierMixin):
+    """Classification: an output per way, and support sets of exactly ``n_ways_`` classes."""
+
+    def _n_outputs(self):
+        return self.n_ways_
+
+    def _check_support_classes(self, classes):
+        super()._check_support_classes(classes)
+        n_classes = classes.shape[0]
+        if n_classes != self.n_ways_:
+            raise ValueError(
+                f"{type(self).__name__} was meta-trained on {self.n_ways_}-way tasks "
+                f"but this support set has {n_classes} classes; pass a support set "
+                f"with exactly {self.n_ways_} classes, or refit with n_ways={n_classes}."
+            )
+
+
+class InnerLoopRegressor:
+    """Regression: one output, and targets standardised per task (``standardize_targets``)."""
+
+    _classification = False
+
+    def _n_outputs(self):
+        return 1
+
+    def _loss(self, outputs, y, weight=None):
+        return self._weighted_loss(outputs.squeeze(-1), y, weight)
+
+    def _outputs(self, outputs):
+        return outputs.squeeze(-1)
+
+
+#: ``standardize_targets`` for every regressor of the family.
+STANDARDIZE_TARGETS_CONSTRAINT = {"standardize_targets": ["boolean"]}
+
+#: The ``Parameters`` section shared by the family. ``{own}`` holds the
+#: algorithm's own parameters (after ``module``), ``{extra}`` the
+#: regressor's; the rest are filled by :func:`parameters_doc`.
+PARAMETERS = """
+    Parameters
+    ----------
+    module : torch.nn.Module class or instance, default=MLP
+        The backbone. A class is built in ``fit`` with its ``module__*``
+        parameters, and with ``n_features`` and ``n_outputs`` if it accepts
+        them.
+{own}    prior : sklearn estimator or None, default=None
+        A model pooled over all training rows, which the meta-learned
+        network corrects: {prior_note}
+        It is cross-fitted by task in ``fit``: each training row's offset
+        comes from a clone fitted on the other ``prior_cv`` folds of tasks,
+        never on its own task; a clone fitted on all rows is ``prior_``,
+        used when adapting and predicting. The backbone's last
+        ``torch.nn.Linear`` starts at zero, so before meta-training and
+        adaptation the learner predicts what the prior predicts. Where tasks
+        differ mostly in base rate or level, this keeps the pooled model's
+        strength and adapts from it. None: no prior.
+    prior_cv : int, default=5
+        Folds of whole tasks (``GroupKFold`` on the task) for cross-fitting
+        ``prior``; at most the number of tasks, and 2 at least.
+    criterion : torch.nn.Module class or None, default=None
+        The loss of inner and outer steps; None is {criterion}.
+    optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
+        The meta-optimizer; tune it with ``optimizer__*`` parameters.
+    lr : float, default={lr}
+        Meta learning rate.
+    max_epochs : int, default={max_epochs}
+        Passes of meta-training.
+    n_episodes : int, default=200
+        Episodes per epoch.
+    meta_batch_size : int, default=8
+        Episodes per meta-gradient step, run together with ``vmap``.
+{ways}    n_shots : int or tuple of int, default=5
+        Support rows {per} in an episode. A tuple or list such as ``(1, 5,
+        10)`` draws one shot count per training episode, uniformly (seeded);
+        a meta-batch of mixed shot counts is padded to the largest and the
+        padding masked out. ``score`` and the episodic scorers adapt on the
+        largest.
+    n_queries : int, default=15
+        Query rows {per} in a training episode.
+    class_balance : {{"balanced", "natural"}}, default="balanced"
+        Classification only (regression episodes are never stratified).
+        "balanced" draws ``n_shots`` support and ``n_queries`` query rows
+        per class; "natural" draws ``n_shots * n_ways`` and ``n_queries *
+        n_ways`` rows in all, in each task's own class proportions, so that
+        the base rate learnt is the tasks' own. Every class still gets one
+        support row at least. ``score`` draws its support sets alike.
+    train_split : callable or None, default=TaskSplit(0.2)
+        Splits the tasks into meta-training and meta-validation tasks;
+        None meta-validates on nothing.
+    callbacks : list of skorch callbacks or None, default=None
+        E.g. ``EarlyStopping(monitor="valid_score", lower_is_better=False)``,
+        ``ProgressBar()``, ``Checkpoint()``, ``LRScheduler()``.
+    task_column : str or None, default=None
+        In long format, the column of ``X`` that names each row's task.
+    strict_episodes : bool, default=False
+        Whether every task must fill whole episodes (``n_shots + n_queries``
+        rows {per}). By default a smaller class gives fewer shots and
+        queries, episodes of a meta-batch are padded and the padding masked
+        out, and tasks that cannot give an episode at all are left out with
+        a warning.
+    device : {{"auto", "cpu", "cuda"}} or torch.device, default="auto"
+        "auto" uses CUDA when present.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the backbone's initial weights and the episodes.
+    verbose : int, default=0
+        1 prints one line per epoch.
+    warm_start : bool, default=False
+        Whether ``fit`` continues from the current weights.
+{extra}    **kwargs : dict
+        Routed parameters: ``module__*``, ``optimizer__*``, ``callbacks__*``.
+"""
+
+_CLASSIFIER_PRIOR = (
+    "its log-probabilities (``predict_proba``, clipped at\n"
+    "        1e-7) of a task's classes are added to the network's logits. It\n"
+    "        needs ``n_ways=None``, and a support set whose labels the prior\n"
+    "        saw in ``fit``."
+)
+_REGRESSOR_PRIOR = (
+    "the network models the residual ``y - prior(x)``\n"
+    "        (standardised per task with ``standardize_targets``, so that\n"
+    "        unadapted the prediction is the prior's plus the support set's\n"
+    "        mean residual), and predictions are ``prior(x)`` plus the\n"
+    "        adapted correction; ``valid_score`` is R² of the residuals."
+)
+_WAYS = """    n_ways : int or None, default=None
+        Classes per episode, and the width of the output layer; None takes
+        all classes of each task (then every task must have as many).
+"""
+_STANDARDIZE_TARGETS = """    standardize_targets : bool, default=True
+        Standardise each task's targets by its support set's mean and
+        standard deviation (floored at a tenth of the training tasks'
+        within-task scale) before inner steps, in meta-training and when
+        adapting; predictions come back in the targets' own units. Targets in
+        the hundreds then adapt as stably as targets of unit scale. False
+        adapts on the raw targets.
+"""
+
+
+def parameters_doc(own, *, classification, lr, max_epochs):
+    """The family's ``Parameters`` section, with ``own`` (indented entries) after ``module``."""
+    if classification:
+        return PARAMETERS.format(
+            own=own, prior_note=_CLASSIFIER_PRIOR, criterion="``torch.nn.CrossEntropyLoss``",
+            lr=lr, max_epochs=max_epochs, ways=_WAYS, per="per class", extra="",
+        )
+    return PARAMETERS.format(
+        own=own, prior_note=_REGRESSOR_PRIOR, criterion="``torch.nn.MSELoss``", lr=lr,
+        max_epochs=max_epochs, ways="", per="of the task", extra=_STANDARDIZE_TARGETS,
+    )
