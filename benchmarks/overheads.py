@@ -10,6 +10,10 @@
 - **Checks at the public boundary**: ProtoNet's ``adapt(...).predict(...)``
   (validation of the support and query rows, parameters, the lock, the
   finite-output check) against its functional core alone on tensors.
+- **Drawing episodes**: ``EpisodeLoader``, which checks and scans each
+  task's targets once per pass, against ``EpisodeSampler.sample`` called per
+  episode (which checks and scans them every time); both draw the same
+  episodes from the same seed.
 
 The contenders are interleaved and repeated; ratios are per repeat.
 """
@@ -25,7 +29,7 @@ from skmeta._validation import check_long_format, check_task_collection
 from skmeta.datasets import make_blob_tasks
 from skmeta.metric._protonet import prototypes, prototypical_logits
 from skmeta.optimization._maml import inner_loop
-from skmeta.tasks import TaskCollection
+from skmeta.tasks import EpisodeBatch, EpisodeLoader, EpisodeSampler, TaskCollection
 
 from ._common import mean_ci
 
@@ -118,6 +122,27 @@ def boundary(settings):
                         calls=settings["calls"])
 
 
+def episodes(settings):
+    tasks = make_blob_tasks(n_tasks=40, n_rows_per_class=60, n_features=10, random_state=0)
+    sampler, n_episodes, meta_batch_size = EpisodeSampler(n_shots=5, n_queries=10), 4 * settings["calls"], 8
+
+    def loader():
+        for _ in EpisodeLoader(tasks, sampler, n_episodes=n_episodes, meta_batch_size=meta_batch_size,
+                               random_state=0):
+            pass
+
+    def per_episode():
+        rng = np.random.default_rng(0)
+        order = rng.integers(len(tasks), size=n_episodes)
+        for start in range(0, n_episodes, meta_batch_size):
+            EpisodeBatch.stack([sampler.sample(tasks[i].X, tasks[i].y, rng, task=tasks[i].name)
+                                for i in order[start : start + meta_batch_size]])
+
+    result = _interleaved({"loader": loader, "sample per episode": per_episode}, settings["repeats"], calls=1)
+    result["per_adapt_divisor"] = n_episodes
+    return result
+
+
 def _interleaved(contenders, repeats, *, calls):
     times = {name: [] for name in contenders}
     for _ in range(repeats):
@@ -137,7 +162,7 @@ def run(*, quick=False):
     settings = _settings(quick)
     return {"config": settings,
             "figures": {"validation": validation(settings), "adaptation": adaptation(settings),
-                        "boundary": boundary(settings)}}
+                        "boundary": boundary(settings), "episodes": episodes(settings)}}
 
 
 def report(record, plot_dir, plot_prefix):
@@ -157,6 +182,9 @@ def report(record, plot_dir, plot_prefix):
     rows = [("validate a table", val, 1), ("MAML adapt + predict", ada, n)]
     if "boundary" in record["figures"]:
         rows.append(("ProtoNet, 5 shots, 100 queries", record["figures"]["boundary"], 1))
+    if "episodes" in record["figures"]:  # time per episode
+        block = record["figures"]["episodes"]
+        rows.append(("draw an episode (2 ways, 5 shots, 10 queries)", block, block["per_adapt_divisor"]))
     for title, block, divisor in rows:
         (first, a), (second, b) = block["seconds"].items()
         ratio = block["ratio"]

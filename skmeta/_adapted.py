@@ -13,7 +13,6 @@ import torch
 from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import (
-    _check_feature_names,
     _check_n_features,
     _check_sample_weight,
     check_consistent_length,
@@ -21,7 +20,14 @@ from sklearn.utils.validation import (
     column_or_1d,
 )
 
-from ._validation import check_features
+from ._validation import check_feature_names, check_features
+
+
+def _labels_or_targets(y):
+    """``y`` as a 1-d array: sklearn's ``column_or_1d``, without its checks for a plain 1-d array."""
+    if isinstance(y, np.ndarray) and y.ndim == 1 and y.dtype.kind in "biufUS":
+        return np.ascontiguousarray(y)
+    return column_or_1d(y, warn=True)
 
 
 class _AdaptedMixin:
@@ -46,7 +52,7 @@ class _AdaptedMixin:
             )
         X_frame = meta._drop_task_column(X)
         X = check_features(X_frame, what="X_support")
-        y = meta._check_targets(column_or_1d(y, warn=True))
+        y = meta._check_targets(_labels_or_targets(y))
         check_consistent_length(X, y)
         y = self._check_support_targets(y)
         if X.shape[1] != meta.n_features_in_:
@@ -55,7 +61,7 @@ class _AdaptedMixin:
                 f"meta-trained on {meta.n_features_in_}; the backbone's input width is "
                 "fixed at meta-training, so pass the columns it was meta-trained on."
             )
-        _check_feature_names(meta, X_frame, reset=False)  # the names it was meta-trained on
+        check_feature_names(meta, X_frame, reset=False)  # the names it was meta-trained on
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
                                                  ensure_non_negative=True)
@@ -65,7 +71,7 @@ class _AdaptedMixin:
 
     def _store(self, X_frame_or_array, adaptation):
         """Record a successful adaptation: the state and what describes it."""
-        _check_feature_names(self, X_frame_or_array, reset=True)
+        check_feature_names(self, X_frame_or_array, reset=True)
         self.n_features_in_ = self._meta.n_features_in_
         self.state_ = adaptation.state
         if adaptation.report is not None:
@@ -82,7 +88,7 @@ class _AdaptedMixin:
         check_is_fitted(self, "state_")
         meta = self._meta
         X = meta._drop_task_column(X)
-        _check_feature_names(self, X, reset=False)  # fit checked them against meta's
+        check_feature_names(self, X, reset=False)  # fit checked them against meta's
         array = check_features(X, what="X")
         _check_n_features(meta, array, reset=False)
         return meta._predict_task(self._adaptation(), array)

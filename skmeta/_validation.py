@@ -6,7 +6,7 @@ import torch
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 from sklearn.utils import check_array
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils.validation import _get_feature_names
+from sklearn.utils.validation import _check_feature_names, _get_feature_names
 
 from .tasks import Task, TaskCollection
 from .tasks._task import group_rows
@@ -165,6 +165,40 @@ def check_features(X, *, what="X", task=None):
     # A float32 DataFrame gives a read-only view (pandas copy-on-write), which
     # torch.as_tensor warns about; copy only then.
     return np.require(X, requirements="W")
+
+
+def check_feature_names(estimator, X, *, reset):
+    """sklearn's ``_check_feature_names``, at no cost for an array when none were fitted.
+
+    An ndarray has no feature names, so when ``estimator`` has no
+    ``feature_names_in_`` either there is nothing to check, set or remove:
+    sklearn's dataframe detection, which costs as much as adapting a
+    prototype network to a small support set, is skipped.
+
+    Parameters
+    ----------
+    estimator : estimator
+    X : array-like or DataFrame
+    reset : bool
+        Record ``X``'s names (True) or check them against the recorded ones.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from sklearn.base import BaseEstimator
+    >>> from skmeta._validation import check_feature_names
+    >>> estimator = BaseEstimator()
+    >>> check_feature_names(estimator, pd.DataFrame({"age": [31.0]}), reset=True)
+    >>> estimator.feature_names_in_.tolist()
+    ['age']
+    >>> check_feature_names(estimator, np.zeros((1, 1)), reset=True)
+    >>> hasattr(estimator, "feature_names_in_")
+    False
+    """
+    if isinstance(X, np.ndarray) and not hasattr(estimator, "feature_names_in_"):
+        return
+    _check_feature_names(estimator, X, reset=reset)
 
 
 def check_targets(y, *, classification, what="y", task=None):

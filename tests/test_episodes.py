@@ -293,6 +293,30 @@ def test_loader_int_seed_repeats_passes_and_a_generator_advances():
     assert not all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
 
 
+@pytest.mark.parametrize("params", [
+    dict(n_shots=2, n_queries=3),
+    dict(n_shots=(1, 2, 3), n_queries=2),
+    dict(n_ways=2, n_shots=2, n_queries=2),
+    dict(n_ways=2, n_shots=2, n_queries=2, class_balance="natural"),
+    dict(n_shots=3, n_queries=4, classification=False),
+])
+def test_loader_draws_the_episodes_that_sample_draws_one_by_one(params):
+    # The loader checks and scans each task's targets once per pass; the
+    # episodes must be those of calling sample per episode with its generator.
+    sampler = EpisodeSampler(**params)
+    labels = ["a", "b", "c"] if sampler.classification else [0.5, 1.5, 2.5]
+    tasks = TaskCollection([Task(*_task(labels, 9), name=i) for i in range(4)])
+    batches = list(EpisodeLoader(tasks, sampler, n_episodes=11, meta_batch_size=4, random_state=5))
+    rng = np.random.default_rng(5)
+    order = rng.integers(len(tasks), size=11)
+    for batch, start in zip(batches, range(0, 11, 4), strict=True):
+        episodes = [sampler.sample(tasks[i].X, tasks[i].y, rng, task=tasks[i].name)
+                    for i in order[start:start + 4]]
+        expected = EpisodeBatch.stack(episodes, classification=sampler.classification)
+        assert all(torch.equal(getattr(batch, f), getattr(expected, f))
+                   for f in ("X_support", "y_support", "X_query", "y_query"))
+
+
 def test_loader_without_shuffle_cycles_through_tasks_in_order():
     tasks = TaskCollection(Task(np.full((4, 1), float(i)), [0, 1, 0, 1], name=i) for i in range(3))
     loader = EpisodeLoader(tasks, EpisodeSampler(n_shots=1, n_queries=1), n_episodes=5,

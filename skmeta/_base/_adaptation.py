@@ -21,14 +21,13 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import (
-    _check_feature_names,
     _check_n_features,
     _check_sample_weight,
     check_is_fitted,
 )
 
 from .._adapted import AdaptedClassifier, AdaptedRegressor
-from .._validation import check_features, check_targets
+from .._validation import check_feature_names, check_features, check_targets
 from ..utils._stacklevel import external_stacklevel
 from ._parameters import _refuse_plain_pipeline
 from ._training import _support_statistics
@@ -96,7 +95,7 @@ class AdaptationMixin:
         X = self._drop_task_column(X)
         array = check_features(X, what=what)
         _check_n_features(self, array, reset=False)
-        _check_feature_names(self, X, reset=False)
+        check_feature_names(self, X, reset=False)
         return array
 
     def _check_support_classes(self, classes):

@@ -262,19 +262,36 @@ class EpisodeSampler:
         """
         if query not in ("sampled", "rest"):
             raise ValueError(f"query must be 'sampled' or 'rest'; got {query!r}.")
+        return self._draw(X, y, rng, self._prepare(y, task), task=task, query=query)
+
+    def _prepare(self, y, task=None):
+        """Check ``y`` and compute what every episode of the task needs, once.
+
+        Returns the eligible classes, the number of ways and each eligible
+        class's row positions (None for regression): :meth:`_draw` takes them,
+        so that a loader drawing many episodes of one task checks and scans
+        its targets once, and draws the very episodes :meth:`sample` would.
+        """
         if self.class_balance not in ("balanced", "natural"):
             raise ValueError(
                 f"class_balance must be 'balanced' or 'natural'; got {self.class_balance!r}."
             )
         self.check(y, task=task)
+        if not self.classification:
+            return None
+        classes, counts = np.unique(y, return_counts=True)
+        eligible = classes[counts >= self._min_rows]
+        rows = {cls: np.flatnonzero(y == cls) for cls in eligible.tolist()}
+        return eligible, self.ways(y), rows
+
+    def _draw(self, X, y, rng, prepared, *, task=None, query="sampled"):
+        """One episode, from the checked targets' :meth:`_prepare` result."""
         shots = self._shots(rng, query)
         if not self.classification:
             support, query_rows = self._split(rng.permutation(y.shape[0]), query, shots)
             return Episode(X[support], y[support], X[query_rows], y[query_rows], task=task)
 
-        classes, counts = np.unique(y, return_counts=True)
-        eligible = classes[counts >= self._min_rows]
-        ways = self.ways(y)
+        eligible, ways, rows = prepared
         if ways < eligible.shape[0]:
             eligible = np.sort(rng.choice(eligible, ways, replace=False))
         if self.class_balance == "natural":
@@ -288,8 +305,8 @@ class EpisodeSampler:
                 task=task,
             )
         support, query_rows, y_support, y_query = [], [], [], []
-        for label, cls in enumerate(eligible):
-            shot_rows, queries = self._split(rng.permutation(np.flatnonzero(y == cls)), query, shots)
+        for label, cls in enumerate(eligible.tolist()):
+            shot_rows, queries = self._split(rng.permutation(rows[cls]), query, shots)
             support.append(shot_rows)
             query_rows.append(queries)
             y_support.append(np.full(shot_rows.shape[0], label))
@@ -442,11 +459,14 @@ class EpisodeLoader:
             order = rng.integers(len(self.tasks), size=self.n_episodes)
         else:
             order = np.arange(self.n_episodes) % len(self.tasks)
+        prepared = {}  # per task: its targets checked and scanned once for the whole pass
         for start in range(0, self.n_episodes, self.meta_batch_size):
-            episodes = [
-                self.sampler.sample(task.X, task.y, rng, task=task.name)
-                for task in (self.tasks[i] for i in order[start : start + self.meta_batch_size])
-            ]
+            episodes = []
+            for i in order[start : start + self.meta_batch_size].tolist():
+                task = self.tasks[i]
+                if i not in prepared:
+                    prepared[i] = self.sampler._prepare(task.y, task.name)
+                episodes.append(self.sampler._draw(task.X, task.y, rng, prepared[i], task=task.name))
             yield EpisodeBatch.stack(
                 episodes, device=self.device, classification=self.sampler.classification
             )
