@@ -26,6 +26,7 @@ from sklearn.utils._param_validation import Interval
 from torch.func import functional_call
 
 from .._base import MetaClassifierMixin, MetaLearner
+from .._base._docs import episodic_parameters
 from .._base._prior import PRIOR_CONSTRAINTS
 from .._mlp import MLP
 from .._steps import guarded_inner_loop
@@ -146,8 +147,8 @@ class InnerLoopRegressor:
 STANDARDIZE_TARGETS_CONSTRAINT = {"standardize_targets": ["boolean"]}
 
 #: The ``Parameters`` section shared by the family. ``{own}`` holds the
-#: algorithm's own parameters (after ``module``), ``{extra}`` the
-#: regressor's; the rest are filled by :func:`parameters_doc`.
+#: algorithm's own parameters (after ``module``); ``{episodic}`` those of
+#: every episodic learner; both are filled by :func:`parameters_doc`.
 PARAMETERS = """
     Parameters
     ----------
@@ -169,58 +170,7 @@ PARAMETERS = """
     prior_cv : int, default=5
         Folds of whole tasks (``GroupKFold`` on the task) for cross-fitting
         ``prior``; at most the number of tasks, and 2 at least.
-    criterion : torch.nn.Module class or None, default=None
-        The loss of inner and outer steps; None is {criterion}.
-    optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
-        The meta-optimizer; tune it with ``optimizer__*`` parameters.
-    lr : float, default={lr}
-        Meta learning rate.
-    max_epochs : int, default={max_epochs}
-        Passes of meta-training.
-    n_episodes : int, default=200
-        Episodes per epoch.
-    meta_batch_size : int, default=8
-        Episodes per meta-gradient step, run together with ``vmap``.
-{ways}    n_shots : int or tuple of int, default=5
-        Support rows {per} in an episode. A tuple or list such as ``(1, 5,
-        10)`` draws one shot count per training episode, uniformly (seeded);
-        a meta-batch of mixed shot counts is padded to the largest and the
-        padding masked out. ``score`` and the episodic scorers adapt on the
-        largest.
-    n_queries : int, default=15
-        Query rows {per} in a training episode.
-    class_balance : {{"balanced", "natural"}}, default="balanced"
-        Classification only (regression episodes are never stratified).
-        "balanced" draws ``n_shots`` support and ``n_queries`` query rows
-        per class; "natural" draws ``n_shots * n_ways`` and ``n_queries *
-        n_ways`` rows in all, in each task's own class proportions, so that
-        the base rate learnt is the tasks' own. Every class still gets one
-        support row at least. ``score`` draws its support sets alike.
-    train_split : callable or None, default=TaskSplit(0.2)
-        Splits the tasks into meta-training and meta-validation tasks;
-        None meta-validates on nothing.
-    callbacks : list of skorch callbacks or None, default=None
-        E.g. ``EarlyStopping(monitor="valid_score", lower_is_better=False)``,
-        ``ProgressBar()``, ``Checkpoint()``, ``LRScheduler()``.
-    task_column : str or None, default=None
-        In long format, the column of ``X`` that names each row's task.
-    strict_episodes : bool, default=False
-        Whether every task must fill whole episodes (``n_shots + n_queries``
-        rows {per}). By default a smaller class gives fewer shots and
-        queries, episodes of a meta-batch are padded and the padding masked
-        out, and tasks that cannot give an episode at all are left out with
-        a warning.
-    device : {{"auto", "cpu", "cuda"}} or torch.device, default="auto"
-        "auto" uses CUDA when present.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the backbone's initial weights and the episodes.
-    verbose : int, default=0
-        1 prints one line per epoch.
-    warm_start : bool, default=False
-        Whether ``fit`` continues from the current weights.
-{extra}    **kwargs : dict
-        Routed parameters: ``module__*``, ``optimizer__*``, ``callbacks__*``.
-"""
+{episodic}"""
 
 _CLASSIFIER_PRIOR = (
     "its log-probabilities (``predict_proba``, clipped at\n"
@@ -235,10 +185,6 @@ _REGRESSOR_PRIOR = (
     "        mean residual), and predictions are ``prior(x)`` plus the\n"
     "        adapted correction; ``valid_score`` is R² of the residuals."
 )
-_WAYS = """    n_ways : int or None, default=None
-        Classes per episode, and the width of the output layer; None takes
-        all classes of each task (then every task must have as many).
-"""
 _STANDARDIZE_TARGETS = """    standardize_targets : bool, default=True
         Standardise each task's targets by its support set's mean and
         standard deviation (floored at a tenth of the training tasks'
@@ -251,12 +197,12 @@ _STANDARDIZE_TARGETS = """    standardize_targets : bool, default=True
 
 def parameters_doc(own, *, classification, lr, max_epochs):
     """The family's ``Parameters`` section, with ``own`` (indented entries) after ``module``."""
-    if classification:
-        return PARAMETERS.format(
-            own=own, prior_note=_CLASSIFIER_PRIOR, criterion="``torch.nn.CrossEntropyLoss``",
-            lr=lr, max_epochs=max_epochs, ways=_WAYS, per="per class", extra="",
-        )
+    loss = "``torch.nn.CrossEntropyLoss``" if classification else "``torch.nn.MSELoss``"
     return PARAMETERS.format(
-        own=own, prior_note=_REGRESSOR_PRIOR, criterion="``torch.nn.MSELoss``", lr=lr,
-        max_epochs=max_epochs, ways="", per="of the task", extra=_STANDARDIZE_TARGETS,
+        own=own, prior_note=_CLASSIFIER_PRIOR if classification else _REGRESSOR_PRIOR,
+        episodic=episodic_parameters(
+            criterion=f"The loss of inner and outer steps; None is {loss}.",
+            classification=classification, lr=lr, max_epochs=max_epochs,
+            extra="" if classification else _STANDARDIZE_TARGETS,
+        ),
     )

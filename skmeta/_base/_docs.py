@@ -1,0 +1,93 @@
+"""The ``Parameters`` entries every episodic learner shares, written once.
+
+An algorithm's docstring is its own parameters, then :func:`episodic_parameters`.
+"""
+
+_EPISODIC = """    criterion : torch.nn.Module class or None, default=None
+        {criterion}
+    optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
+        The meta-optimizer; tune it with ``optimizer__*`` parameters.
+    lr : float, default={lr}
+        Meta learning rate.
+    max_epochs : int, default={max_epochs}
+        Passes of meta-training.
+    n_episodes : int, default=200
+        Episodes per epoch.
+    meta_batch_size : int, default=8
+        Episodes per meta-gradient step.
+{ways}    n_shots : int or tuple of int, default=5
+        Support rows {per} in an episode. A tuple or list such as ``(1, 5,
+        10)`` draws one shot count per training episode, uniformly (seeded);
+        a meta-batch of mixed shot counts is padded to the largest and the
+        padding masked out. ``score`` and the episodic scorers adapt on the
+        largest.
+    n_queries : int, default=15
+        Query rows {per} in a training episode.
+    class_balance : {{"balanced", "natural"}}, default="balanced"
+        Classification only (regression episodes are never stratified).
+        "balanced" draws ``n_shots`` support and ``n_queries`` query rows
+        per class; "natural" draws ``n_shots * n_ways`` and ``n_queries *
+        n_ways`` rows in all, in each task's own class proportions, so that
+        the base rate learnt is the tasks' own. Every class still gets one
+        support row at least. ``score`` draws its support sets alike.
+    train_split : callable or None, default=TaskSplit(0.2)
+        Splits the tasks into meta-training and meta-validation tasks;
+        None meta-validates on nothing.
+    callbacks : list of skorch callbacks or None, default=None
+        E.g. ``EarlyStopping(monitor="valid_score", lower_is_better=False)``,
+        ``ProgressBar()``, ``Checkpoint()``, ``LRScheduler()``.
+    task_column : str or None, default=None
+        In long format, the column of ``X`` that names each row's task.
+    strict_episodes : bool, default=False
+        Whether every task must fill whole episodes (``n_shots + n_queries``
+        rows {per}). By default a smaller class gives fewer shots and
+        queries, episodes of a meta-batch are padded and the padding masked
+        out, and tasks that cannot give an episode at all are left out with
+        a warning.
+    device : {{"auto", "cpu", "cuda"}} or torch.device, default="auto"
+        "auto" uses CUDA when present.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the backbone's initial weights and the episodes.
+    verbose : int, default=0
+        1 prints one line per epoch.
+    warm_start : bool, default=False
+        Whether ``fit`` continues from the current weights.
+{extra}    **kwargs : dict
+        Routed parameters: ``module__*``, ``optimizer__*``, ``callbacks__*``.
+"""
+
+_WAYS = """    n_ways : int or None, default=None
+        Classes per episode (and the width of the output layer, where the
+        learner has one); None takes all classes of each task (then every
+        task must have as many).
+"""
+
+
+def episodic_parameters(*, criterion, classification, lr="1e-3", max_epochs="20", extra=""):
+    """The shared entries, from ``criterion`` to ``**kwargs``, of a classifier or a regressor.
+
+    Parameters
+    ----------
+    criterion : str
+        The text after ``criterion : ...``: what the loss is and its default.
+    classification : bool
+        Adds ``n_ways``, and counts shots and queries per class.
+    lr, max_epochs : str
+        The defaults, as written.
+    extra : str
+        Entries after ``warm_start`` (a regressor's ``standardize_targets``).
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> text = episodic_parameters(criterion="None is MSE.", classification=False)
+    >>> "    n_ways :" in text, "rows of the task in an episode" in text, text.startswith("    criterion")
+    (False, True, True)
+    """
+    return _EPISODIC.format(
+        criterion=criterion, lr=lr, max_epochs=max_epochs, ways=_WAYS if classification else "",
+        per="per class" if classification else "of the task", extra=extra,
+    )
