@@ -8,10 +8,26 @@ from ._adapted import AdaptedClassifier, AdaptedRegressor
 from ._mlp import MLP
 from ._preprocessing import make_task_preprocessor
 from .mapping import FiLMClassifier, FiLMRegressor
-from .metric import ProtoNetClassifier
+from .metric import (
+    EmbeddingKNNClassifier,
+    MatchingNetClassifier,
+    MatchingNetRegressor,
+    ProtoNetClassifier,
+)
 from .metrics import episodic_score, make_episodic_scorer
 from .multitask import SharedTrunkClassifier, SharedTrunkRegressor
-from .optimization import MAMLClassifier, MAMLRegressor
+from .optimization import (
+    ANILClassifier,
+    ANILRegressor,
+    MAMLClassifier,
+    MAMLRegressor,
+    MetaLSTMClassifier,
+    MetaLSTMRegressor,
+    MetaSGDClassifier,
+    MetaSGDRegressor,
+    ReptileClassifier,
+    ReptileRegressor,
+)
 from .pipeline import MetaPipeline, make_meta_pipeline
 from .tasks import Task, TaskCollection, TaskSplit
 from .transfer import FineTuneClassifier, FineTuneRegressor
@@ -20,16 +36,27 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MLP",
+    "ANILClassifier",
+    "ANILRegressor",
     "AdaptedClassifier",
     "AdaptedRegressor",
+    "EmbeddingKNNClassifier",
     "FiLMClassifier",
     "FiLMRegressor",
     "FineTuneClassifier",
     "FineTuneRegressor",
     "MAMLClassifier",
     "MAMLRegressor",
+    "MatchingNetClassifier",
+    "MatchingNetRegressor",
+    "MetaLSTMClassifier",
+    "MetaLSTMRegressor",
     "MetaPipeline",
+    "MetaSGDClassifier",
+    "MetaSGDRegressor",
     "ProtoNetClassifier",
+    "ReptileClassifier",
+    "ReptileRegressor",
     "SharedTrunkClassifier",
     "SharedTrunkRegressor",
     "Task",

@@ -118,6 +118,45 @@ def protonet_meta_loss(module, params, batch, settings):
     return torch.stack(losses).mean()
 
 
+def matching_meta_loss(module, params, batch, settings):
+    """Query loss of matching networks, one episode at a time: the embedding by
+    ``functional_call``, the context reads and the kernel written out, the
+    attention-weighted vote over the support set's labels (or targets)."""
+    embedding = {name[len("embedding."):]: p for name, p in params.items() if name.startswith("embedding.")}
+
+    def linear(name, X):
+        return X @ params[f"{name}.weight"].T + params[f"{name}.bias"]
+
+    def read(prefix, rows, keys):
+        scores = linear(f"{prefix}.0", rows) @ linear(f"{prefix}.1", keys).T / rows.shape[-1] ** 0.5
+        return rows + torch.softmax(scores, dim=-1) @ linear(f"{prefix}.2", keys)
+
+    losses = []
+    for e in range(len(batch)):
+        support = functional_call(module.embedding, embedding, (batch.X_support[e],))
+        queries = functional_call(module.embedding, embedding, (batch.X_query[e],))
+        if settings["full_context"]:
+            support = read("support_context", support, support)
+            queries = read("query_context", queries, support)
+        if settings["kernel"] == "learned":
+            kernel = queries @ params["weight_matrix"] @ support.T
+        else:
+            unit_queries = queries / queries.norm(dim=-1, keepdim=True)
+            kernel = unit_queries @ (support / support.norm(dim=-1, keepdim=True)).T
+        attention = torch.softmax(params["log_scale"].exp() * kernel, dim=-1)
+        # Weights the settings leave unused (the context layers, W) get a zero gradient.
+        unused = sum(p.sum() for p in params.values()) * 0.0
+        y = batch.y_support[e]
+        if settings["classification"]:
+            probabilities = attention @ F.one_hot(y, int(y.max()) + 1).double()
+            losses.append(settings["loss"](probabilities.clamp_min(1e-12).log(), batch.y_query[e]) + unused)
+        else:  # targets standardised by the support set's mean and deviation (floored)
+            mean, scale = y.mean(), y.std(unbiased=False).clamp_min(0.1 * settings["pooled_scale"])
+            losses.append(settings["loss"]((attention @ ((y - mean) / scale))[:, None],
+                                           (batch.y_query[e] - mean) / scale) + unused)
+    return torch.stack(losses).mean()
+
+
 def adapt_by_hand(module, params, X, y, *, loss, inner_lr, steps, first_order):
     """``steps`` gradient steps of ``inner_lr`` on the support loss."""
     for _ in range(steps):
@@ -137,6 +176,126 @@ def maml_meta_loss(module, params, batch, settings):
             first_order=settings["first_order"],
         )
         output = functional_call(module, adapted, (batch.X_query[e],))
+        losses.append(settings["loss"](output, batch.y_query[e]))
+    return torch.stack(losses).mean()
+
+
+def reptile_meta_loss(module, params, batch, settings):
+    """Reptile, one episode at a time: ``inner_steps`` first-order steps on the
+    episode's support and query rows together, from a detached copy of the
+    weights; the loss ``0.5 * sum ||p - mean adapted||^2`` has the gradient
+    ``p - mean adapted``, so that an SGD step of ``lr`` is Reptile's update."""
+    adapted = []
+    for e in range(len(batch)):
+        X = torch.cat([batch.X_support[e], batch.X_query[e]])
+        y = torch.cat([batch.y_support[e], batch.y_query[e]])
+        start = {name: p.detach().clone().requires_grad_() for name, p in params.items()}
+        adapted.append(adapt_by_hand(module, start, X, y, loss=settings["loss"],
+                                     inner_lr=settings["inner_lr"], steps=settings["inner_steps"],
+                                     first_order=True))
+    return 0.5 * sum(((p - torch.stack([a[name].detach() for a in adapted]).mean(0)) ** 2).sum()
+                     for name, p in params.items())
+
+
+def metasgd_meta_loss(module, params, batch, settings):
+    """Meta-SGD's query loss, one episode at a time: each inner step subtracts
+    ``rate * gradient``, the rate ``rates.<name with '-' for '.'>`` of the
+    container module, a tensor of the weight's shape meta-learned with it."""
+    network = {name.removeprefix("network."): p for name, p in params.items()
+               if name.startswith("network.")}
+    rates = {name: params["rates." + name.replace(".", "-")] for name in network}
+    losses = []
+    for e in range(len(batch)):
+        adapted = dict(network)
+        for _ in range(settings["inner_steps"]):
+            support = settings["loss"](functional_call(module.network, adapted, (batch.X_support[e],)),
+                                       batch.y_support[e])
+            grads = torch.autograd.grad(support, list(adapted.values()),
+                                        create_graph=not settings["first_order"])
+            adapted = {name: p - rates[name] * g for (name, p), g in zip(adapted.items(), grads, strict=True)}
+        output = functional_call(module.network, adapted, (batch.X_query[e],))
+        losses.append(settings["loss"](output, batch.y_query[e]))
+    return torch.stack(losses).mean()
+
+
+def anil_meta_loss(module, params, batch, settings):
+    """ANIL's query loss, one episode at a time: the inner steps move only the
+    weight and bias of the last ``torch.nn.Linear``; the body takes none."""
+    last = [name for name, m in module.named_modules() if isinstance(m, torch.nn.Linear)][-1]
+    head = [f"{last}.weight", f"{last}.bias"]
+    losses = []
+    for e in range(len(batch)):
+        adapted = dict(params)
+        for _ in range(settings["inner_steps"]):
+            support = settings["loss"](functional_call(module, adapted, (batch.X_support[e],)),
+                                       batch.y_support[e])
+            grads = torch.autograd.grad(support, [adapted[name] for name in head],
+                                        create_graph=not settings["first_order"])
+            adapted = {**adapted, **{name: adapted[name] - settings["inner_lr"] * g
+                                     for name, g in zip(head, grads, strict=True)}}
+        output = functional_call(module, adapted, (batch.X_query[e],))
+        losses.append(settings["loss"](output, batch.y_query[e]))
+    return torch.stack(losses).mean()
+
+
+def _log_and_sign(x):
+    """Andrychowicz et al.'s inputs, p = 10: ``(log|x| / 10, sign x)``, or ``(-1, e^10 x)``
+    where ``|x| < e^-10``."""
+    small = x.abs() < np.exp(-10)
+    log_part = torch.where(small, torch.full_like(x, -1.0), torch.log(x.abs().clamp_min(np.exp(-10))) / 10)
+    return torch.stack([log_part, torch.where(small, np.exp(10) * x, torch.sign(x))], dim=-1)
+
+
+def meta_lstm_meta_loss(module, params, batch, settings):
+    """The learned optimizer's (Meta-LSTM's) query loss, one episode at a time.
+
+    For each weight tensor of ``network.*`` and each step: ``torch.autograd.grad``
+    of the support loss; an LSTM cell (``optimizer_lstm.lstm_input``/``lstm_hidden``,
+    gates in the order input, forget, cell, output) reads the gradient's and the
+    loss's log-magnitude and sign; then ``i = sigmoid(W_I [h, theta, i_prev] + b_I)``,
+    ``f = sigmoid(W_F [h, theta, f_prev] + b_F)`` (``i_prev = f_prev = 0`` at first)
+    and ``theta <- f * theta - i * grad``. First order: the gradient and the loss
+    are constants. ``truncation`` k: before the last k steps, the LSTM state and
+    the moves of the weights are detached, their identity path to the start kept.
+    """
+    start = {name.removeprefix("network."): p for name, p in params.items() if name.startswith("network.")}
+    lstm = {name.removeprefix("optimizer_lstm."): p for name, p in params.items()
+            if name.startswith("optimizer_lstm.")}
+    W_x, b_x, W_h = lstm["lstm_input.weight"], lstm["lstm_input.bias"], lstm["lstm_hidden.weight"]
+    (W_I,), (b_I,) = lstm["input_gate.weight"], lstm["input_gate.bias"]
+    (W_F,), (b_F,) = lstm["forget_gate.weight"], lstm["forget_gate.bias"]
+    H = W_h.shape[1]
+    steps, k, first_order = settings["inner_steps"], settings["truncation"], settings["first_order"]
+    losses = []
+    for e in range(len(batch)):
+        theta = dict(start)
+        h = {name: p.new_zeros(p.shape + (H,)) for name, p in start.items()}
+        c = dict(h)
+        i_prev = {name: torch.zeros_like(p) for name, p in start.items()}
+        f_prev = dict(i_prev)
+        for t in range(steps):
+            if k is not None and t == steps - k:
+                theta = {name: start[name] + (p - start[name]).detach() for name, p in theta.items()}
+                h, c, i_prev, f_prev = ({name: v.detach() for name, v in s.items()}
+                                        for s in (h, c, i_prev, f_prev))
+            support = settings["loss"](functional_call(module.network, theta, (batch.X_support[e],)),
+                                       batch.y_support[e])
+            grads = torch.autograd.grad(support, list(theta.values()), create_graph=not first_order)
+            if first_order:
+                support = support.detach()
+            updated = {}
+            for (name, p), g in zip(theta.items(), grads, strict=True):
+                x = torch.cat([_log_and_sign(g), _log_and_sign(support).expand(g.shape + (2,))], dim=-1)
+                z = x @ W_x.T + b_x + h[name] @ W_h.T
+                c[name] = (torch.sigmoid(z[..., H:2 * H]) * c[name]
+                           + torch.sigmoid(z[..., :H]) * torch.tanh(z[..., 2 * H:3 * H]))
+                h[name] = torch.sigmoid(z[..., 3 * H:]) * torch.tanh(c[name])
+                i = torch.sigmoid(h[name] @ W_I[:H] + W_I[H] * p + W_I[H + 1] * i_prev[name] + b_I)
+                f = torch.sigmoid(h[name] @ W_F[:H] + W_F[H] * p + W_F[H + 1] * f_prev[name] + b_F)
+                i_prev[name], f_prev[name] = i, f
+                updated[name] = f * p - i * g
+            theta = updated
+        output = functional_call(module.network, theta, (batch.X_query[e],))
         losses.append(settings["loss"](output, batch.y_query[e]))
     return torch.stack(losses).mean()
 
@@ -351,6 +510,130 @@ REFERENCES = {
         ],
     ),
 }
+
+#: Meta-SGD's rates start at inner_lr and are part of the recorded initial weights,
+#: so a replay cannot contrast inner_lr (tests/optimization/test_metasgd.py does).
+_METASGD_CASES = [case for case in _MAML_CASES if "inner_lr" not in case[0]]
+_REGRESSOR_CASES = [({"criterion": torch.nn.L1Loss}, {"criterion": None})]
+REFERENCES.update({
+    "MetaSGDClassifier": Reference(
+        metasgd_meta_loss, _maml_settings(_classifier_loss), _blob_tasks,
+        params={"adapt_steps": 2}, cases=_SHARED_CASES + _CLASSIFIER_CASES + _METASGD_CASES,
+    ),
+    "MetaSGDRegressor": Reference(
+        # Raw targets up to 5 move the rates fast: six SGD steps of 0.1 diverge.
+        metasgd_meta_loss, _maml_settings(_regressor_loss), _sinusoid_tasks,
+        params={"inner_lr": 0.05, "adapt_steps": 2, "lr": 0.02},
+        cases=_SHARED_CASES + _REGRESSOR_CASES + _METASGD_CASES,
+    ),
+    "ANILClassifier": Reference(
+        anil_meta_loss, _maml_settings(_classifier_loss), _blob_tasks,
+        params={"adapt_steps": 2}, cases=_SHARED_CASES + _CLASSIFIER_CASES + _MAML_CASES + [
+            ({"cache_support_embedding": False, "inner_steps": 2}, {"inner_steps": 1}),
+        ],
+    ),
+    "ANILRegressor": Reference(
+        anil_meta_loss, _maml_settings(_regressor_loss), _sinusoid_tasks,
+        params={"inner_lr": 0.05, "adapt_steps": 2},
+        cases=_SHARED_CASES + _REGRESSOR_CASES + [
+            case for case in _MAML_CASES if "inner_lr" not in case[0]] + [
+            ({"inner_lr": 0.1}, {"inner_lr": 0.05}),
+            ({"cache_support_embedding": False, "inner_steps": 2}, {"inner_steps": 1}),
+        ],
+    ),
+})
+
+
+def _reptile_settings(loss):
+    def settings(params):
+        return {"loss": loss(params), "inner_lr": params.get("inner_lr", 0.1),
+                "inner_steps": params.get("inner_steps", 5)}
+    return settings
+
+
+_REPTILE_CASES = [({"inner_steps": 2}, {"inner_steps": 5}), ({"inner_lr": 0.3}, {"inner_lr": 0.15})]
+REFERENCES.update({
+    "ReptileClassifier": Reference(
+        reptile_meta_loss, _reptile_settings(_classifier_loss), _blob_tasks,
+        params={"adapt_steps": 2}, cases=_SHARED_CASES + _CLASSIFIER_CASES + _REPTILE_CASES,
+    ),
+    "ReptileRegressor": Reference(
+        reptile_meta_loss, _reptile_settings(_regressor_loss), _sinusoid_tasks,
+        params={"inner_lr": 0.05, "adapt_steps": 2},
+        cases=_SHARED_CASES + [({"criterion": torch.nn.L1Loss}, {"criterion": None}),
+                               ({"inner_steps": 2}, {"inner_steps": 5}),
+                               ({"inner_lr": 0.1}, {"inner_lr": 0.05})],
+    ),
+})
+
+def _meta_lstm_settings(loss):
+    def settings(params):
+        return {"loss": loss(params), "inner_steps": params.get("inner_steps", 5),
+                "first_order": params.get("first_order", False), "truncation": params.get("truncation")}
+    return settings
+
+
+#: The learned optimizer's rate starts at inner_lr in the recorded initial weights (the
+#: input gate's bias), so a replay cannot contrast inner_lr (test_meta_lstm.py does).
+_META_LSTM_CASES = [
+    ({"first_order": True}, {"first_order": False}),
+    ({"first_order": False}, {"first_order": True}),
+    ({"inner_steps": 2}, {"inner_steps": 3}),
+    ({"inner_steps": 3, "truncation": 1}, {"truncation": None}),
+    ({"inner_steps": 3, "truncation": 2}, {"truncation": 1}),
+    ({"inner_steps": 3, "truncation": 1, "first_order": True}, {"truncation": None}),
+]
+REFERENCES.update({
+    "MetaLSTMClassifier": Reference(
+        meta_lstm_meta_loss, _meta_lstm_settings(_classifier_loss), _blob_tasks,
+        params={"adapt_steps": 2}, cases=_SHARED_CASES + _CLASSIFIER_CASES + _META_LSTM_CASES,
+    ),
+    "MetaLSTMRegressor": Reference(
+        meta_lstm_meta_loss, _meta_lstm_settings(_regressor_loss), _sinusoid_tasks,
+        params={"inner_lr": 0.05, "adapt_steps": 2},
+        cases=_SHARED_CASES + [({"criterion": torch.nn.L1Loss}, {"criterion": None})] + _META_LSTM_CASES,
+    ),
+})
+
+# ``scale`` is the kernel's starting inverse temperature: it sets the initial
+# weights the replay starts from, so its witness is a test of that start.
+_MATCHING_CASES = [
+    ({"kernel": "learned"}, {"kernel": "cosine"}),
+    ({"full_context": True}, {"full_context": False}),
+    ({"full_context": True, "kernel": "learned"}, {"full_context": False}),
+]
+
+
+def _matching_settings(loss, classification):
+    def settings(params):
+        # The regressor standardises targets by task; the floor of the scale is a
+        # tenth of the root mean within-task variance of the (all) training tasks.
+        pooled = np.sqrt(np.mean([np.var(task.y.astype(np.float64)) for task in _sinusoid_tasks()]))
+        return {"loss": loss(params), "classification": classification, "pooled_scale": pooled,
+                "kernel": params.get("kernel", "cosine"), "full_context": params.get("full_context", False)}
+    return settings
+
+
+REFERENCES.update({
+    "MatchingNetClassifier": Reference(
+        matching_meta_loss, _matching_settings(_classifier_loss, True), _blob_tasks,
+        cases=_SHARED_CASES + _CLASSIFIER_CASES + _MATCHING_CASES,
+    ),
+    # One feature through 5 ReLUs: the cosines of most rows are 1 (a flat
+    # kernel, no gradient), and steps of 0.1 leave every unit dead for some
+    # rows; the learned kernel sees the embeddings' lengths too.
+    "MatchingNetRegressor": Reference(
+        matching_meta_loss, _matching_settings(_regressor_loss, False), _sinusoid_tasks,
+        params={"kernel": "learned", "lr": 0.02},
+        cases=_SHARED_CASES + [({"full_context": True}, {"full_context": False}),
+                               ({"criterion": torch.nn.L1Loss}, {"criterion": None})],
+    ),
+    # Trained as prototypical networks are: the same replay.
+    "EmbeddingKNNClassifier": Reference(
+        protonet_meta_loss, lambda params: {"loss": _classifier_loss(params)}, _blob_tasks,
+        cases=_SHARED_CASES + _CLASSIFIER_CASES,
+    ),
+})
 
 #: ``rows_per_batch`` that holds every row of the reference tasks (96 or 48): one step an epoch.
 _ONE_BATCH = {"rows_per_batch": 100}
@@ -860,6 +1143,19 @@ def test_standardize_targets_gives_predictions_in_the_targets_own_units(name, le
 #: list of them, where learners use the parameter in different ways).
 #: A parameter a learner gains must be added here, with its test.
 PARAMETER_TESTS = {
+    # Matching networks: the kernel and the context layers by the replay; the
+    # kernel's scale is its starting inverse temperature.
+    "kernel": ("test_parameters.py", "test_one_meta_step_matches_the_hand_written_reference"),
+    "full_context": [
+        ("test_parameters.py", "test_one_meta_step_matches_the_hand_written_reference"),
+        ("metric/test_matching.py", "test_full_context_conditions_each_row_on_the_whole_support_set"),
+    ],
+    "scale": ("metric/test_matching.py",
+              "test_with_an_identity_embedding_the_classifier_is_a_cosine_kernel_vote"),
+    # k nearest neighbours in an embedding: the vote is sklearn's.
+    "n_neighbors": ("metric/test_neighbors.py",
+                    "test_with_an_identity_embedding_the_learner_is_sklearns_knn"),
+    "weights": ("metric/test_neighbors.py", "test_with_an_identity_embedding_the_learner_is_sklearns_knn"),
     "module": ("test_parameters.py", "test_one_meta_step_matches_the_hand_written_reference"),
     "criterion": ("test_parameters.py", "test_one_meta_step_matches_the_hand_written_reference"),
     "optimizer": ("test_parameters.py", "test_one_meta_step_matches_the_hand_written_reference"),
@@ -894,6 +1190,16 @@ PARAMETER_TESTS = {
     "alpha": [("transfer/test_finetune.py", "test_alpha_pulls_toward_the_pooled_model"),
               ("multitask/test_shared_trunk.py", "test_alpha_pulls_a_new_head_toward_the_mean_head")],
     "finetune": ("transfer/test_finetune.py", "test_finetune_head_moves_only_the_last_layer"),
+    # ANIL: the same inner steps and adapted predictions with the embedding cached or not.
+    "cache_support_embedding": ("optimization/test_anil.py",
+                                "test_caching_the_support_embedding_changes_nothing_but_time"),
+    # The learned optimizer (Meta-LSTM): the meta-gradient against a hand-written truncated
+    # unroll, and the width of its LSTM cell.
+    "truncation": [("optimization/test_meta_lstm.py",
+                    "test_truncation_back_propagates_through_the_last_steps_only"),
+                   ("test_parameters.py", "test_one_meta_step_matches_the_hand_written_reference")],
+    "lstm_hidden_size": ("optimization/test_meta_lstm.py",
+                         "test_lstm_hidden_size_is_the_width_of_the_optimizers_cell"),
     # Every pooled learner: batch sizes, step count, and a replay with other batches ending elsewhere.
     "rows_per_batch": [("test_parameters.py", "test_epochs_and_rows_per_batch_are_the_steps_taken"),
                        ("test_parameters.py", "test_one_meta_step_matches_the_hand_written_reference")],

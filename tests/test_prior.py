@@ -21,6 +21,8 @@ from skmeta import (
     MAMLClassifier,
     MAMLRegressor,
     ProtoNetClassifier,
+    ReptileClassifier,
+    ReptileRegressor,
 )
 from skmeta.mapping import FiLMNet
 from skmeta.mapping._film import conditioned_outputs, encode_task
@@ -493,3 +495,121 @@ def test_what_cannot_work_with_finetune_is_refused_with_the_fix():
     meta.set_params(warm_start=True, prior=None)
     with pytest.raises(ValueError, match="meta-trained with a prior.*warm_start=False"):
         meta.fit(tasks)
+
+
+def test_an_untrained_unadapted_reptile_classifier_predicts_the_prior_exactly():
+    tasks = group_table(6, regression=False, classes=("a", "b", "c"))
+    meta = ReptileClassifier(prior=LogisticRegression(), prior_cv=3, **{**FAST, **FROZEN}).fit(tasks)
+    assert meta.module_.module is not None  # the backbone, wrapped
+    assert float(_last_linear(meta.module_).abs().max()) < 1e-20  # started at zero
+    new = group_table(2, regression=False, classes=("a", "b", "c"), seed=1)
+    for task in new:  # classes ("a", "b"), then ("b", "c"): the matching columns
+        adapted = meta.adapt(task.X[:10], task.y[:10])
+        columns = np.searchsorted(meta.prior_.classes_, adapted.classes_)
+        expected = meta.prior_.predict_proba(task.X)[:, columns]
+        expected /= expected.sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(adapted.predict_proba(task.X), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("standardize_targets", [False, True])
+def test_an_untrained_unadapted_reptile_regressor_predicts_the_prior_exactly(standardize_targets):
+    tasks = group_table(6, regression=True)
+    meta = ReptileRegressor(prior=Ridge(), prior_cv=3, standardize_targets=standardize_targets,
+                            **{**FAST, **FROZEN}).fit(tasks)
+    assert float(_last_linear(meta.module_).abs().max()) < 1e-20
+    task = group_table(1, regression=True, seed=1)[0]
+    X_support, y_support = task.X[:5], task.y[:5]
+    expected = meta.prior_.predict(task.X)
+    if standardize_targets:  # adapting from zero: the support's mean residual
+        expected = expected + np.mean(y_support - meta.prior_.predict(X_support))
+    np.testing.assert_allclose(meta.predict(task.X, X_support, y_support), expected, rtol=1e-6)
+
+
+def _metasgd_and_anil(kind):
+    from skmeta import ANILClassifier, ANILRegressor, MetaSGDClassifier, MetaSGDRegressor
+    if kind == "classifier":
+        return [pytest.param(MetaSGDClassifier, id="MetaSGD"), pytest.param(ANILClassifier, id="ANIL")]
+    return [pytest.param(MetaSGDRegressor, id="MetaSGD"), pytest.param(ANILRegressor, id="ANIL")]
+
+
+@pytest.mark.parametrize("Classifier", _metasgd_and_anil("classifier"))
+def test_an_untrained_unadapted_metasgd_or_anil_classifier_predicts_the_prior_exactly(Classifier):
+    tasks = group_table(6, regression=False, classes=("a", "b", "c"))
+    meta = Classifier(prior=LogisticRegression(), prior_cv=3, **{**FAST, **FROZEN}).fit(tasks)
+    backbone = meta._backbone()
+    assert backbone.module is not None  # the backbone, wrapped (Meta-SGD: inside its container)
+    assert float(_last_linear(backbone).abs().max()) < 1e-20  # started at zero
+    new = group_table(2, regression=False, classes=("a", "b", "c"), seed=1)
+    for task in new:  # classes ("a", "b"), then ("b", "c"): the matching columns
+        adapted = meta.adapt(task.X[:10], task.y[:10])
+        columns = np.searchsorted(meta.prior_.classes_, adapted.classes_)
+        expected = meta.prior_.predict_proba(task.X)[:, columns]
+        expected /= expected.sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(adapted.predict_proba(task.X), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("standardize_targets", [False, True])
+@pytest.mark.parametrize("Regressor", _metasgd_and_anil("regressor"))
+def test_an_untrained_unadapted_metasgd_or_anil_regressor_predicts_the_prior_exactly(Regressor,
+                                                                                    standardize_targets):
+    tasks = group_table(6, regression=True)
+    meta = Regressor(prior=Ridge(), prior_cv=3, standardize_targets=standardize_targets,
+                     **{**FAST, **FROZEN}).fit(tasks)
+    assert float(_last_linear(meta._backbone()).abs().max()) < 1e-20
+    task = group_table(1, regression=True, seed=1)[0]
+    X_support, y_support = task.X[:5], task.y[:5]
+    expected = meta.prior_.predict(task.X)
+    if standardize_targets:  # adapting from zero: the support's mean residual
+        expected = expected + np.mean(y_support - meta.prior_.predict(X_support))
+    np.testing.assert_allclose(meta.predict(task.X, X_support, y_support), expected, rtol=1e-6)
+
+
+def test_anil_adapts_the_same_with_a_prior_whether_it_caches_the_support_embedding_or_not():
+    from skmeta import ANILClassifier
+    tasks = group_table(6, regression=False, classes=("a", "b", "c"))
+    settings = {**FAST, "max_epochs": 2, "adapt_steps": 5}
+    cached = ANILClassifier(prior=LogisticRegression(), prior_cv=3, **settings).fit(tasks)
+    uncached = ANILClassifier(prior=LogisticRegression(), prior_cv=3, cache_support_embedding=False,
+                              **settings).fit(tasks)
+    task = group_table(1, regression=False, classes=("a", "b", "c"), seed=1)[0]
+    got = cached.predict_proba(task.X, task.X[:10], task.y[:10])
+    np.testing.assert_allclose(got, uncached.predict_proba(task.X, task.X[:10], task.y[:10]),
+                               rtol=1e-5, atol=1e-6)
+    # ... and the comparison can see a difference: adapting moved them off the prior's.
+    frozen = ANILClassifier(prior=LogisticRegression(), prior_cv=3, **{**settings, **FROZEN}).fit(tasks)
+    assert np.abs(got - frozen.predict_proba(task.X, task.X[:10], task.y[:10])).max() > 1e-3
+
+
+def test_an_untrained_unadapted_meta_lstm_classifier_predicts_the_prior_exactly():
+    from skmeta import MetaLSTMClassifier
+    tasks = group_table(6, regression=False, classes=("a", "b", "c"))
+    meta = MetaLSTMClassifier(prior=LogisticRegression(), prior_cv=3, **{**FAST, **FROZEN}).fit(tasks)
+    backbone = meta._backbone()
+    assert backbone is meta.module_.network and backbone.module is not None  # wrapped, in the container
+    assert float(_last_linear(backbone).abs().max()) < 1e-20  # started at zero (not the optimizer's)
+    new = group_table(2, regression=False, classes=("a", "b", "c"), seed=1)
+    for task in new:  # classes ("a", "b"), then ("b", "c"): the matching columns
+        adapted = meta.adapt(task.X[:10], task.y[:10])
+        columns = np.searchsorted(meta.prior_.classes_, adapted.classes_)
+        expected = meta.prior_.predict_proba(task.X)[:, columns]
+        expected /= expected.sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(adapted.predict_proba(task.X), expected, rtol=1e-6)
+    # With steps, the learned optimizer moves the correction away from zero.
+    task = new[0]
+    moved = meta.set_params(adapt_steps=2).adapt(task.X[:10], task.y[:10])
+    assert np.abs(moved.predict_proba(task.X) - adapted.predict_proba(task.X)).max() > 1e-4
+
+
+@pytest.mark.parametrize("standardize_targets", [False, True])
+def test_an_untrained_unadapted_meta_lstm_regressor_predicts_the_prior_exactly(standardize_targets):
+    from skmeta import MetaLSTMRegressor
+    tasks = group_table(6, regression=True)
+    meta = MetaLSTMRegressor(prior=Ridge(), prior_cv=3, standardize_targets=standardize_targets,
+                             **{**FAST, **FROZEN}).fit(tasks)
+    assert float(_last_linear(meta._backbone()).abs().max()) < 1e-20
+    task = group_table(1, regression=True, seed=1)[0]
+    X_support, y_support = task.X[:5], task.y[:5]
+    expected = meta.prior_.predict(task.X)
+    if standardize_targets:  # adapting from zero: the support's mean residual
+        expected = expected + np.mean(y_support - meta.prior_.predict(X_support))
+    np.testing.assert_allclose(meta.predict(task.X, X_support, y_support), expected, rtol=1e-6)

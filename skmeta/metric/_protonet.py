@@ -5,10 +5,10 @@ functions on tensors with a leading meta-batch axis. Estimator:
 :class:`ProtoNetClassifier`.
 """
 
-import numpy as np
 import torch
 
 from .._base import MetaClassifierMixin, MetaLearner
+from ._embedding import EmbeddingMixin
 
 
 def prototypes(embeddings, labels, n_classes, weight=None):
@@ -72,7 +72,7 @@ def _embed(module, X):
     return module(X.reshape(-1, X.shape[-1])).reshape(*X.shape[:-1], -1)
 
 
-class ProtoNetClassifier(MetaClassifierMixin, MetaLearner):
+class ProtoNetClassifier(EmbeddingMixin, MetaClassifierMixin, MetaLearner):
     """Prototypical networks for few-shot classification.
 
     Meta-training learns an embedding in which each class of a task gathers
@@ -193,30 +193,3 @@ class ProtoNetClassifier(MetaClassifierMixin, MetaLearner):
 
     def _predict_state(self, state, X):
         return prototypical_logits(self.module_(X), state)
-
-    def transform(self, X):
-        """The learned embedding of rows ``X``.
-
-        Parameters
-        ----------
-        X : array-like or DataFrame of shape (n_rows, n_features)
-
-        Returns
-        -------
-        ndarray of shape (n_rows, n_embedding)
-            The rows in the space where prototypes are taken: any sklearn
-            estimator fitted on a support set's embedding uses what
-            meta-training learned (``n_embedding`` is the last hidden size
-            of the default :class:`~skmeta.MLP`).
-        """
-        self._check_meta_fitted()
-        X = self._validate_X(X)
-        with self._lock, self._evaluating(), torch.no_grad():
-            out = self.module_(self._tensor(X)).cpu().numpy().astype(np.float64)
-        if not np.isfinite(out).all():
-            raise ValueError(
-                "The embedding overflowed float32 for some rows (largest feature magnitude "
-                f"{float(np.abs(X).max(initial=0)):.3g}); standardise the features, e.g. with "
-                "sklearn.preprocessing.StandardScaler."
-            )
-        return out
