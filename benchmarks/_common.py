@@ -44,6 +44,70 @@ def fmt(stat, digits=3):
     return f"{stat['mean']:.{digits}f} ± {stat['ci']:.{digits}f}"
 
 
+def verdict(stat, goal):
+    """Whether a ratio's 95% interval clears ``goal``: "met", "missed" or "not established".
+
+    Parameters
+    ----------
+    stat : dict
+        A :func:`mean_ci` result.
+    goal : float
+        The least ratio wanted.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> from benchmarks._common import verdict
+    >>> verdict({"mean": 5.0, "ci": 0.5, "n": 5}, 4), verdict({"mean": 4.2, "ci": 0.5, "n": 5}, 4)
+    ('met', 'not established')
+    """
+    low, high = stat["mean"] - stat["ci"], stat["mean"] + stat["ci"]
+    return "met" if low >= goal else "missed" if high < goal else "not established"
+
+
+def fit_episodes(estimator, tasks, n_iterations):
+    """The meta-batches that ``estimator.fit(tasks)`` draws, in order.
+
+    ``estimator`` must have an int ``random_state`` and be fitted for
+    ``n_iterations * meta_batch_size`` episodes, on tasks that can all give
+    an episode; the same batches can then be handed to another
+    implementation, so that both train on the same episodes.
+
+    Parameters
+    ----------
+    estimator : skmeta meta-learner
+    tasks : TaskCollection
+    n_iterations : int
+
+    Returns
+    -------
+    EpisodeLoader
+
+    Examples
+    --------
+    >>> from skmeta import MAMLRegressor
+    >>> from skmeta.datasets import make_sinusoid_tasks
+    >>> from benchmarks._common import fit_episodes
+    >>> tasks = make_sinusoid_tasks(20, random_state=0)
+    >>> meta = MAMLRegressor(n_episodes=4, meta_batch_size=2, random_state=0)
+    >>> [len(batch) for batch in fit_episodes(meta, tasks, 2)]
+    [2, 2]
+    """
+    from sklearn.utils import check_random_state
+
+    from skmeta.tasks import EpisodeLoader
+
+    rng = check_random_state(estimator.random_state)
+    rng.randint(np.iinfo(np.int32).max)  # the backbone's seed comes first
+    episode_rng = np.random.default_rng(rng.randint(np.iinfo(np.int32).max))
+    size = estimator.meta_batch_size
+    return EpisodeLoader(tasks, estimator._sampler(), n_episodes=n_iterations * size,
+                         meta_batch_size=size, random_state=episode_rng)
+
+
 def timed(fn, *args, **kwargs):
     """Call ``fn`` and return ``(seconds, result)``."""
     start = time.perf_counter()
