@@ -8,6 +8,7 @@ from ._adapted import AdaptedClassifier, AdaptedRegressor
 from ._mlp import MLP
 from ._preprocessing import make_task_preprocessor
 from .mapping import FiLMClassifier, FiLMRegressor
+from .memory import MemoryClassifier, MemoryRegressor
 from .metric import (
     EmbeddingKNNClassifier,
     MatchingNetClassifier,
@@ -49,6 +50,8 @@ __all__ = [
     "MAMLRegressor",
     "MatchingNetClassifier",
     "MatchingNetRegressor",
+    "MemoryClassifier",
+    "MemoryRegressor",
     "MetaLSTMClassifier",
     "MetaLSTMRegressor",
     "MetaPipeline",

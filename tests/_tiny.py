@@ -33,6 +33,14 @@ def has_param(estimator_type, name):
     return name in estimator_type().get_params(deep=False)
 
 
+def module_takes(estimator_type, routed):
+    """Whether the default module of ``estimator_type`` takes ``module__<name>``."""
+    import inspect
+
+    module = estimator_type().module
+    return routed.removeprefix("module__") in inspect.signature(module).parameters
+
+
 def tiny_params(estimator_type, base=TINY, **overrides):
     """``base`` settings, with a smaller inner step for regressors that take one.
 
@@ -42,8 +50,11 @@ def tiny_params(estimator_type, base=TINY, **overrides):
     extra = {}
     if not estimator_type._classification and has_param(estimator_type, "inner_lr"):
         extra["inner_lr"] = 0.01
-    # Episode settings (n_episodes, ...) only for learners that train on episodes.
-    taken = {name: value for name, value in base.items() if "__" in name or has_param(estimator_type, name)}
+    # Episode settings (n_episodes, ...) only for learners that train on episodes;
+    # module__* settings only for default modules that take them.
+    taken = {name: value for name, value in base.items()
+             if (module_takes(estimator_type, name) if name.startswith("module__")
+                 else "__" in name or has_param(estimator_type, name))}
     return {**taken, **extra, **overrides}
 
 

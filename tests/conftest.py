@@ -3,8 +3,13 @@
 from types import MappingProxyType
 
 import pytest
+import torch
 
 from skmeta.datasets import make_blob_tasks, make_sinusoid_tasks
+
+# The test models are tiny: a second intra-op thread makes nothing faster, and
+# on a busy machine its threads wait on each other (10-100x slower seen here).
+torch.set_num_threads(1)
 
 #: Meta-learner settings for tests: one short epoch of tiny episodes on the CPU.
 FAST = MappingProxyType(dict(

@@ -12,7 +12,9 @@
 - parameters changed after ``fit`` are checked again where they are used.
 """
 
+import ast
 import copy
+import inspect
 import pickle
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -371,3 +373,24 @@ def test_adaptation_parameters_are_checked_again(fitted, param, value):
             _refused_after_set_params(fitted, param, value, call, (ValueError, TypeError))
         except BaseException as error:
             raise AssertionError(f"{name} with {param}={value!r}: {error}") from error
+
+
+@pytest.mark.parametrize("cls", LEARNERS)
+def test_every_parameter_is_documented_with_its_default(cls):
+    # numpydoc: "    name : type, default=value" in the class docstring's Parameters.
+    doc = inspect.getdoc(cls)
+    section = doc[doc.index("Parameters\n----------"):doc.index("Attributes\n----------")]
+    defaults = {}  # the most derived __init__ that names a parameter sets its default
+    for base in cls.__mro__:
+        if "__init__" in vars(base):
+            for name, p in inspect.signature(base.__init__).parameters.items():
+                if p.default is not inspect.Parameter.empty:
+                    defaults.setdefault(name, p.default)
+    for name in cls().get_params(deep=False):
+        match = re.search(rf"^{name} : (.*)$", section, flags=re.MULTILINE)
+        assert match, f"{cls.__name__}: parameter {name!r} is not documented"
+        default = defaults.get(name, inspect.Parameter.empty)
+        if isinstance(default, (bool, int, float, str, type(None))):
+            written = re.search(r"default=(.*)$", match.group(1))
+            assert written, (cls.__name__, name, "no default written")
+            assert ast.literal_eval(written.group(1)) == default, (cls.__name__, name, default)

@@ -133,6 +133,11 @@ def test_arguments_without_a_meaning_are_refused(estimator_type, fast_params):
         meta.set_params(batch_size=3)
     with pytest.raises(TypeError, match="partial_fit takes no classes"):
         meta.partial_fit(tasks, classes=[0, 1])
+    if not estimator_type._classification:  # no classes to count or balance
+        for name, value in (("n_ways", 3), ("class_balance", "natural")):
+            assert name not in meta.get_params()
+            with pytest.raises(ValueError, match=f"is a regressor: {name}=.* has no meaning"):
+                estimator_type(**params, **{name: value}).fit(tasks)
 
 
 # ------------------------------------------------------- degenerate splits

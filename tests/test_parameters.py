@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _tiny import module_takes
 from sklearn.metrics import accuracy_score, r2_score
 from skorch.callbacks import Callback
 from torch.func import functional_call
@@ -154,6 +155,54 @@ def matching_meta_loss(module, params, batch, settings):
             mean, scale = y.mean(), y.std(unbiased=False).clamp_min(0.1 * settings["pooled_scale"])
             losses.append(settings["loss"]((attention @ ((y - mean) / scale))[:, None],
                                            (batch.y_query[e] - mean) / scale) + unused)
+    return torch.stack(losses).mean()
+
+
+def memory_meta_loss(module, params, batch, settings):
+    """Query loss of the in-context network, one episode at a time: every layer
+    written out (layer norms, each attention head by its own softmax, GELU
+    feed-forward), memory tokens = encoded rows + encoded labels (or targets)."""
+    def linear(name, X):
+        return X @ params[f"{name}.weight"].T + params[f"{name}.bias"]
+
+    def norm(name, X):
+        return F.layer_norm(X, X.shape[-1:], params[f"{name}.weight"], params[f"{name}.bias"])
+
+    def feed_forward(name, X):
+        return linear(f"{name}.3", F.gelu(linear(f"{name}.1", norm(f"{name}.0", X))))
+
+    def heads(q, k, v, n_heads):
+        size = q.shape[-1] // n_heads
+        return torch.cat([torch.softmax(q[:, h * size:(h + 1) * size] @ k[:, h * size:(h + 1) * size].T
+                                        / size ** 0.5, dim=-1) @ v[:, h * size:(h + 1) * size]
+                          for h in range(n_heads)], dim=-1)
+
+    n_layers = sum(1 for name in params if name.endswith("memory_out.weight"))
+    losses = []
+    for e in range(len(batch)):
+        y = batch.y_support[e]
+        if settings["classification"]:
+            codes = F.one_hot(y, int(y.max()) + 1).double()
+        else:  # targets standardised by the support set's mean and deviation (floored)
+            mean, scale = y.mean(), y.std(unbiased=False).clamp_min(0.1 * settings["pooled_scale"])
+            codes = ((y - mean) / scale)[:, None]
+        memory = linear("rows.2", F.gelu(linear("rows.0", batch.X_support[e]))) + linear("labels", codes)
+        queries = linear("rows.2", F.gelu(linear("rows.0", batch.X_query[e])))
+        for i in range(n_layers):
+            layer = f"layers.{i}"
+            q, k, v = linear(f"{layer}.memory_qkv", norm(f"{layer}.memory_norm", memory)).chunk(3, dim=-1)
+            written = memory + linear(f"{layer}.memory_out", heads(q, k, v, settings["n_heads"]))
+            written = written + feed_forward(f"{layer}.memory_ff", written)
+            k, v = linear(f"{layer}.query_kv", norm(f"{layer}.memory_norm", written)).chunk(2, dim=-1)
+            q = linear(f"{layer}.query_q", norm(f"{layer}.query_norm", queries))
+            queries = queries + linear(f"{layer}.query_out", heads(q, k, v, settings["n_heads"]))
+            queries = queries + feed_forward(f"{layer}.query_ff", queries)
+            memory = written
+        output = linear("head.1", norm("head.0", queries))
+        if settings["classification"]:
+            losses.append(settings["loss"](output, batch.y_query[e]))
+        else:
+            losses.append(settings["loss"](output, (batch.y_query[e] - mean) / scale))
     return torch.stack(losses).mean()
 
 
@@ -635,6 +684,30 @@ REFERENCES.update({
     ),
 })
 
+def _memory_settings(loss, classification):
+    def settings(params):
+        pooled = np.sqrt(np.mean([np.var(task.y.astype(np.float64)) for task in _sinusoid_tasks()]))
+        return {"loss": loss(params), "classification": classification, "pooled_scale": pooled,
+                "n_heads": params.get("n_heads", 4)}
+    return settings
+
+
+# The network's shape (width, n_layers) sets the weights the replay starts
+# from: the replay reads it from them; n_heads splits the same weights.
+_MEMORY_PARAMS = {"width": 8, "n_heads": 2}
+_MEMORY_CASES = [({"n_heads": 4}, {"n_heads": 2}), ({"n_heads": 1}, {"n_heads": 2})]
+REFERENCES.update({
+    "MemoryClassifier": Reference(
+        memory_meta_loss, _memory_settings(_classifier_loss, True), _blob_tasks,
+        params=_MEMORY_PARAMS, cases=_SHARED_CASES + _CLASSIFIER_CASES + _MEMORY_CASES,
+    ),
+    "MemoryRegressor": Reference(
+        memory_meta_loss, _memory_settings(_regressor_loss, False), _sinusoid_tasks,
+        params={**_MEMORY_PARAMS, "lr": 0.02},
+        cases=_SHARED_CASES + _MEMORY_CASES + [({"criterion": torch.nn.L1Loss}, {"criterion": None})],
+    ),
+})
+
 #: ``rows_per_batch`` that holds every row of the reference tasks (96 or 48): one step an epoch.
 _ONE_BATCH = {"rows_per_batch": 100}
 _POOLED_CASES = [({"rows_per_batch": 100}, {"rows_per_batch": 40})]
@@ -688,7 +761,8 @@ def _params(name, learner, **overrides):
     taken = learner().get_params(deep=False)
     # The pooled learners take (and accept) no episode settings: n_episodes,
     # meta_batch_size, n_queries are left out for them.
-    base = {key: value for key, value in BASE.items() if "__" in key or key in taken}
+    base = {key: value for key, value in BASE.items()
+            if (module_takes(learner, key) if key.startswith("module__") else "__" in key or key in taken)}
     params = {**base, **REFERENCES[name].params, **overrides}
     if "standardize_targets" in taken:
         # The reference replays the mathematics on the targets as given.
@@ -1152,6 +1226,19 @@ PARAMETER_TESTS = {
     ],
     "scale": ("metric/test_matching.py",
               "test_with_an_identity_embedding_the_classifier_is_a_cosine_kernel_vote"),
+    # Lifelong meta-learning: what partial_fit trains on, and the pull toward past weights.
+    "replay_size": [
+        ("test_lifelong.py", "test_partial_fit_trains_on_the_new_tasks_and_the_reservoir"),
+        ("test_lifelong.py", "test_naive_partial_fit_forgets_and_replay_and_the_penalty_forget_less"),
+    ],
+    "ewc": [
+        ("test_lifelong.py", "test_the_penalty_pulls_each_weight_by_its_relative_importance"),
+        ("test_lifelong.py", "test_naive_partial_fit_forgets_and_replay_and_the_penalty_forget_less"),
+    ],
+    # The in-context network: heads by the replay, its size by the network built.
+    "n_heads": ("test_parameters.py", "test_one_meta_step_matches_the_hand_written_reference"),
+    "width": ("memory/test_in_context.py", "test_the_network_is_built_with_width_and_n_layers"),
+    "n_layers": ("memory/test_in_context.py", "test_the_network_is_built_with_width_and_n_layers"),
     # k nearest neighbours in an embedding: the vote is sklearn's.
     "n_neighbors": ("metric/test_neighbors.py",
                     "test_with_an_identity_embedding_the_learner_is_sklearns_knn"),

@@ -4,7 +4,7 @@ selection, and a Pipeline on a long-format table."""
 import numpy as np
 import pytest
 import torch
-from _tiny import LEARNERS, tiny_params, tiny_tasks
+from _tiny import LEARNERS, module_takes, tiny_params, tiny_tasks
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.metrics import accuracy_score
@@ -47,7 +47,8 @@ def test_clone_of_a_fitted_estimator_is_unfitted_with_the_same_parameters(estima
     params, cloned_params = meta.get_params(deep=False), cloned.get_params(deep=False)
     assert params.keys() == cloned_params.keys()
     for name in ("module__hidden_sizes", "optimizer__weight_decay", "n_shots", "random_state"):
-        assert cloned_params[name] == params[name]
+        if name in params:  # module__hidden_sizes: for default modules that take it
+            assert cloned_params[name] == params[name]
     assert repr(cloned_params["train_split"]) == repr(params["train_split"])
     cloned.fit(_tasks(estimator_type))
     assert cloned.history_[:, "train_loss"] == meta.history_[:, "train_loss"]
@@ -56,15 +57,19 @@ def test_clone_of_a_fitted_estimator_is_unfitted_with_the_same_parameters(estima
 @pytest.mark.parametrize("estimator_type", LEARNERS)
 def test_set_params_then_get_params(estimator_type):
     meta = estimator_type(**_params(estimator_type))
-    meta.set_params(module__hidden_sizes=(5,), optimizer__weight_decay=0.1, n_shots=3)
+    # A routed parameter of the default module: its hidden widths, or (the
+    # in-context network) its width.
+    routed = ("module__hidden_sizes", (5,)) if module_takes(estimator_type, "module__hidden_sizes") else (
+        "module__width", 4)
+    meta.set_params(**{routed[0]: routed[1]}, optimizer__weight_decay=0.1, n_shots=3)
     params = meta.get_params()
-    assert params["module__hidden_sizes"] == (5,)
+    assert params[routed[0]] == routed[1]
     assert params["optimizer__weight_decay"] == 0.1
     assert params["n_shots"] == 3
-    assert clone(meta).get_params(deep=False)["module__hidden_sizes"] == (5,)
+    assert clone(meta).get_params(deep=False)[routed[0]] == routed[1]
     meta.fit(_tasks(estimator_type))
     widths = {m.out_features for m in meta.module_.modules() if isinstance(m, torch.nn.Linear)}
-    assert 5 in widths  # the routed hidden width reached the network
+    assert {5, 4} & widths  # the routed width reached the network
     assert meta.optimizer_.param_groups[0]["weight_decay"] == 0.1
 
 
@@ -207,3 +212,45 @@ def test_pipeline_refuses_a_table_without_the_task_column(adult):
     with pytest.raises(ValueError, match="task_column='occupation' is not a column of X"):
         pipe.fit(df, y)
 
+
+
+# ------------------------------------------- every learner: search, pipeline, pickle
+
+
+def _long_format(tasks):
+    """The tasks as one DataFrame of features with a "task" column, and the targets."""
+    import pandas as pd
+
+    frames = [pd.DataFrame(task.X, columns=[f"x{j}" for j in range(task.X.shape[1])]).assign(task=task.name)
+              for task in tasks]
+    return pd.concat(frames, ignore_index=True), np.concatenate([task.y for task in tasks])
+
+
+@pytest.mark.parametrize("estimator_type", LEARNERS)
+def test_grid_search_over_a_meta_pipeline_by_task_then_adapt_and_pickle(estimator_type):
+    import pickle
+
+    from skmeta import make_meta_pipeline, make_task_preprocessor
+
+    X, y = _long_format(_tasks(estimator_type, n_tasks=8))
+    new = (X["task"] == X["task"].iloc[-1]).to_numpy()  # the last task is held out
+    X_train, y_train = X[~new], y[~new]
+    pipe = make_meta_pipeline(make_task_preprocessor(X_train, "task"),
+                              estimator_type(**_params(estimator_type, task_column="task")))
+    name = pipe.steps[-1][0]
+    search = GridSearchCV(pipe, {f"{name}__lr": [1e-3, 1e-2]}, cv=GroupKFold(2)).fit(
+        X_train, y_train, groups=X_train["task"])
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    assert search.best_estimator_[-1].lr == search.best_params_[f"{name}__lr"]
+
+    X_new, y_new = X[new], y[new]  # with its task column, as the preprocessing was fitted
+    if estimator_type._classification:  # three support rows of each class
+        support = np.concatenate([np.flatnonzero(y_new == label)[:3] for label in np.unique(y_new)])
+    else:
+        support = np.arange(6)
+    query = np.setdiff1d(np.arange(len(y_new)), support)
+    adapted = search.best_estimator_.adapt(X_new.iloc[support], y_new[support])
+    expected = search.best_estimator_.predict(X_new.iloc[query], X_new.iloc[support], y_new[support])
+    np.testing.assert_array_equal(adapted.predict(X_new.iloc[query]), expected)
+    restored = pickle.loads(pickle.dumps(adapted))
+    np.testing.assert_array_equal(restored.predict(X_new.iloc[query]), expected)

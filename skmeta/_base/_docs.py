@@ -44,6 +44,20 @@ _EPISODIC = """    criterion : torch.nn.Module class or None, default=None
         queries, episodes of a meta-batch are padded and the padding masked
         out, and tasks that cannot give an episode at all are left out with
         a warning.
+    replay_size : int, default=100
+        Lifelong meta-learning: past tasks kept (a uniform sample of every
+        task trained on, reservoir sampling) and trained on again with the
+        new ones by each ``partial_fit``, at the same cost per epoch, so that
+        what was learned of them is not forgotten. 0 trains on the new tasks
+        alone. The kept tasks are ``replay_``; they are stored with the model.
+    ewc : float, default=0.0
+        Lifelong meta-learning: the pull of later training toward the
+        weights at the end of each ``fit`` or ``partial_fit``, weighted by
+        each weight's importance to the tasks trained on then (elastic weight
+        consolidation; the importance is the mean squared gradient of an
+        episode's loss, divided by its mean over the weights). 0: no pull;
+        about 1 keeps much of an earlier family while learning a
+        conflicting one (``history_`` records each epoch's ``stage``).
     device : {{"auto", "cpu", "cuda"}} or torch.device, default="auto"
         "auto" uses CUDA when present.
     random_state : int, RandomState instance or None, default=None
@@ -55,6 +69,25 @@ _EPISODIC = """    criterion : torch.nn.Module class or None, default=None
 {extra}    **kwargs : dict
         Routed parameters: ``module__*``, ``optimizer__*``, ``callbacks__*``.
 """
+
+#: The entries of the lifelong parameters, for templates that are not this one.
+#: ... and the penalty alone, for learners that cannot replay (one head per task).
+EWC_PARAMETERS = """    ewc : float, default=0.0
+        Lifelong meta-learning: the pull of later training toward the
+        weights at the end of each ``fit`` or ``partial_fit``, weighted by
+        each weight's importance to the tasks trained on then (elastic weight
+        consolidation; the importance is the mean squared gradient of an
+        episode's loss, divided by its mean over the weights). 0: no pull;
+        about 1 keeps much of an earlier family while learning a
+        conflicting one (``history_`` records each epoch's ``stage``).
+"""
+LIFELONG_PARAMETERS = """    replay_size : int, default=100
+        Lifelong meta-learning: past tasks kept (a uniform sample of every
+        task trained on, reservoir sampling) and trained on again with the
+        new ones by each ``partial_fit``, at the same cost per epoch, so that
+        what was learned of them is not forgotten. 0 trains on the new tasks
+        alone. The kept tasks are ``replay_``; they are stored with the model.
+""" + EWC_PARAMETERS
 
 _WAYS = """    n_ways : int or None, default=None
         Classes per episode (and the width of the output layer, where the

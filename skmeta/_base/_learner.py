@@ -17,6 +17,7 @@ from .._mlp import MLP
 from ..tasks import TaskSplit
 from ._adaptation import AdaptationMixin
 from ._devices import DevicesMixin
+from ._lifelong import LIFELONG_CONSTRAINTS, LifelongMixin
 from ._parameters import ParametersMixin
 from ._prior import PriorMixin
 from ._tasks import TasksMixin
@@ -45,7 +46,8 @@ class _ShotCounts(Options):
 
 
 class MetaLearner(
-    PriorMixin, ParametersMixin, DevicesMixin, TasksMixin, TrainingMixin, AdaptationMixin, NeuralNet
+    PriorMixin, ParametersMixin, DevicesMixin, TasksMixin, LifelongMixin, TrainingMixin, AdaptationMixin,
+    NeuralNet,
 ):
     """Base class of the meta-learners; not meant to be used directly.
 
@@ -72,6 +74,7 @@ class MetaLearner(
         "train_split": [callable, None],
         "warm_start": ["boolean"],
         "strict_episodes": ["boolean"],
+        **LIFELONG_CONSTRAINTS,
     }
 
     def __init__(
@@ -92,6 +95,8 @@ class MetaLearner(
         callbacks=None,
         task_column=None,
         strict_episodes=False,
+        replay_size=100,
+        ewc=0.0,
         device="auto",
         random_state=None,
         verbose=0,
@@ -99,6 +104,8 @@ class MetaLearner(
         **kwargs,
     ):
         self.strict_episodes = strict_episodes
+        self.replay_size = replay_size
+        self.ewc = ewc
         self.n_episodes = n_episodes
         self.meta_batch_size = meta_batch_size
         self.n_ways = n_ways

@@ -19,6 +19,11 @@ from skorch.callbacks import EpochTimer, PassthroughScoring, PrintLog
 _REFUSED_PREFIXES = ("iterator_train", "iterator_valid", "dataset")
 
 
+#: Parameters of classification alone, with their defaults: a regressor
+#: does not list them, and refuses them when set.
+CLASSIFICATION_ONLY = {"n_ways": None, "class_balance": "balanced"}
+
+
 class ParametersMixin:
     """sklearn's parameter contract on top of skorch's ``NeuralNet``."""
 
@@ -29,6 +34,10 @@ class ParametersMixin:
         # **kwargs: the names are those of every __init__ down to this one.
         names = _signature_parameter_names(type(self))
         routed = {k for k in vars(self) if "__" in k and not k.startswith("_") and not k.endswith("_")}
+        if not self._classification:
+            names = names - set(CLASSIFICATION_ONLY)
+        if not self._replays:
+            names = names - {"replay_size"}
         return sorted(names | routed)
 
     def get_params(self, deep=True, **kwargs):
@@ -90,6 +99,22 @@ class ParametersMixin:
                 f"{type(self).__name__} does not take {refused[0]}: episodes are drawn by "
                 "skmeta.tasks.EpisodeLoader, not by a torch DataLoader. Set n_episodes "
                 "(episodes per epoch) and meta_batch_size (episodes per step) instead."
+            )
+        if not self._classification:
+            given = [name for name, default in CLASSIFICATION_ONLY.items()
+                     if vars(self).get(name, default) != default]
+            if given:
+                raise ValueError(
+                    f"{type(self).__name__} is a regressor: {given[0]}={vars(self)[given[0]]!r} "
+                    "has no meaning for it (regression tasks have no classes to count or "
+                    "balance). Leave it out."
+                )
+        if not self._replays and vars(self).get("replay_size", 100) != 100:
+            raise ValueError(
+                f"{type(self).__name__} keeps one head per training task, by position: "
+                f"replay_size={self.replay_size!r} would add past tasks to the ones given and "
+                "mix up the heads. Leave it out; continued training takes the same tasks in "
+                "the same order."
             )
         validate_parameter_constraints(
             self._parameter_constraints,

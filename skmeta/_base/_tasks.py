@@ -114,7 +114,8 @@ class TasksMixin:
                     f"meta-trained on {self.n_ways_}-way ones; set n_ways={self.n_ways_}."
                 )
             self._seen_tasks = self._seen_tasks.union(_TaskFingerprint(tasks, long_format=long_format))
-            return tasks
+            self.__dict__["_stage_tasks"] = tasks
+            return self._begin_stage(tasks, reset=False)
         resolve_device(self.device)  # raises now, not after fitted state is replaced
         # All checks passed: only now is fitted state replaced.
         self.n_features_in_ = n_features
@@ -131,7 +132,8 @@ class TasksMixin:
         self._episode_rng = np.random.default_rng(rng.randint(np.iinfo(np.int32).max))
         self._valid_seed = int(rng.randint(np.iinfo(np.int32).max))
         self._training_rng = np.random.default_rng(rng.randint(np.iinfo(np.int32).max))
-        return tasks
+        self.__dict__["_stage_tasks"] = tasks
+        return self._begin_stage(tasks, reset=True)
 
 
 def _pooled_target_scale(tasks, classification):

@@ -71,7 +71,9 @@ class TrainingMixin:
         with self._all_or_nothing():
             # With warm_start, a fitted model goes on: the tasks must match it.
             tasks = self._prepare_fit(X, y, reset=not (self.warm_start and self.initialized_))
-            return super().fit(tasks, None)
+            super().fit(tasks, None)
+            self._end_stage(self.__dict__.pop("_stage_tasks"))
+            return self
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         """Continue meta-training on tasks without re-initializing the backbone.
@@ -96,10 +98,13 @@ class TrainingMixin:
                 "come from its task. Leave classes=None."
             )
         with self._all_or_nothing():
-            if not isinstance(X, _CheckedTasks):
-                self._validate_params()
-                X = self._prepare_fit(X, y, reset=not self.initialized_)
-            return super().partial_fit(X, None)
+            if isinstance(X, _CheckedTasks):  # called by fit, which ends the stage
+                return super().partial_fit(X, None)
+            self._validate_params()
+            X = self._prepare_fit(X, y, reset=not self.initialized_)
+            super().partial_fit(X, None)
+            self._end_stage(self.__dict__.pop("_stage_tasks"))
+            return self
 
     @contextlib.contextmanager
     def _all_or_nothing(self):
@@ -113,8 +118,8 @@ class TrainingMixin:
             yield
             return
         saved = {k: (list(v) if type(v) is list else v) for k, v in self.__dict__.items()}
-        deep = {k: copy.deepcopy(saved[k]) for k in ("history_", "_episode_rng", "_training_rng")
-                if k in saved}
+        streams = ("history_", "_episode_rng", "_training_rng", "_replay_rng")
+        deep = {k: copy.deepcopy(saved[k]) for k in streams if k in saved}
         weights = {}
         for name in [*saved.get("_modules", []), *saved.get("_optimizers", []), *saved.get("_criteria", [])]:
             component = saved.get(name + "_")
@@ -184,10 +189,16 @@ class TrainingMixin:
     def get_iterator(self, dataset, training=False):
         return dataset
 
+    def _training_loss(self, batch):
+        """The algorithm's training loss of a meta-batch, and its query outputs."""
+        return self._episode_loss(self._standardized(batch), training=True)
+
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)
-        batch = self._standardized(batch)
-        loss, y_pred = self._episode_loss(batch, training=True)
+        loss, y_pred = self._training_loss(batch)
+        penalty = self._training_penalty()  # ewc: see _lifelong.py
+        if penalty is not None:
+            loss = loss + penalty
         self._check_finite("loss", loss)
         if loss.requires_grad:  # not so for a fixed embedding (no trainable parameter)
             loss.backward()

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .._base import MetaClassifierMixin, MetaLearner
+from .._base._docs import LIFELONG_PARAMETERS
 from .._base._prior import PRIOR_CONSTRAINTS, _WithOffsets
 
 
@@ -383,6 +384,12 @@ _FILM_PARAMETERS = """
         Support rows {per} in an episode.
     n_queries : int, default=15
         Query rows {per} in a training episode.
+    class_balance : {{"balanced", "natural"}}, default="balanced"
+        Classification only. "balanced" draws ``n_shots`` support and
+        ``n_queries`` query rows per class; "natural" draws ``n_shots *
+        n_ways`` and ``n_queries * n_ways`` rows in all, in each task's own
+        class proportions (one support row per class at least). ``score``
+        draws its support sets alike.
     train_split : callable or None, default=TaskSplit(0.2)
         Splits the tasks into meta-training and meta-validation tasks;
         None meta-validates on nothing.
@@ -397,7 +404,7 @@ _FILM_PARAMETERS = """
         queries, episodes of a meta-batch are padded and the padding masked
         out (weight 0 in the encoder's means and in the loss), and tasks
         that cannot give an episode at all are left out with a warning.
-    device : {{"auto", "cpu", "cuda"}} or torch.device, default="auto"
+{lifelong}    device : {{"auto", "cpu", "cuda"}} or torch.device, default="auto"
         "auto" uses CUDA when present.
     random_state : int, RandomState instance or None, default=None
         Seeds the network's initial weights and the episodes.
@@ -434,6 +441,7 @@ class FiLMClassifier(MetaClassifierMixin, _FiLM):
     without a gradient step, and does not depend on the order of the
     support rows.
     """ + _FILM_PARAMETERS.format(
+        lifelong=LIFELONG_PARAMETERS,
         criterion="``torch.nn.CrossEntropyLoss``",
         ways="""    n_ways : int or None, default=None
         Classes per episode, and the width of the label code; None takes
@@ -523,6 +531,7 @@ class FiLMRegressor(_FiLM):
     forward pass, without a gradient step, and does not depend on the order
     of the support rows.
     """ + _FILM_PARAMETERS.format(
+        lifelong=LIFELONG_PARAMETERS,
         criterion="``torch.nn.MSELoss``", ways="", per="of the task",
         prior_note=(
             "the network models the residual ``y - prior(x)``:\n"

@@ -8,6 +8,7 @@ functions on tensors with a leading meta-batch axis. Estimator:
 import torch
 
 from .._base import MetaClassifierMixin, MetaLearner
+from .._base._docs import episodic_parameters
 from ._embedding import EmbeddingMixin
 
 
@@ -73,7 +74,7 @@ def _embed(module, X):
 
 
 class ProtoNetClassifier(EmbeddingMixin, MetaClassifierMixin, MetaLearner):
-    """Prototypical networks for few-shot classification.
+    __doc__ = """Prototypical networks for few-shot classification.
 
     Meta-training learns an embedding in which each class of a task gathers
     around its mean (the prototype); a new task is adapted to by embedding
@@ -88,60 +89,10 @@ class ProtoNetClassifier(EmbeddingMixin, MetaClassifierMixin, MetaLearner):
         parameters, such as ``torch.nn.Identity``, is a fixed embedding:
         fitting learns nothing and the classifier is sklearn's
         ``NearestCentroid`` fitted on each support set.
-    criterion : torch.nn.Module class or None, default=None
-        Loss on the query logits; None is ``torch.nn.CrossEntropyLoss``.
-    optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
-        The meta-optimizer; tune it with ``optimizer__*`` parameters.
-    lr : float, default=1e-3
-        Meta learning rate.
-    max_epochs : int, default=20
-        Passes of meta-training.
-    n_episodes : int, default=200
-        Episodes per epoch.
-    meta_batch_size : int, default=8
-        Episodes per meta-gradient step.
-    n_ways : int or None, default=None
-        Classes per training episode; None takes all classes of each task.
-    n_shots : int or tuple of int, default=5
-        Support rows per class in an episode. A tuple or list such as ``(1,
-        5, 10)`` draws one shot count per training episode, uniformly
-        (seeded); a meta-batch of mixed shot counts is padded to the largest
-        and the padding masked out. ``score`` and the episodic scorers adapt
-        on the largest.
-    n_queries : int, default=15
-        Query rows per class in a training episode.
-    class_balance : {"balanced", "natural"}, default="balanced"
-        "balanced" draws ``n_shots`` support and ``n_queries`` query rows
-        per class; "natural" draws ``n_shots * n_ways`` and ``n_queries *
-        n_ways`` rows in all, in each task's own class proportions, so that
-        the base rate learnt is the tasks' own. Every class still gets one
-        support row at least, so that every prototype is defined. ``score``
-        draws its support sets alike.
-    train_split : callable or None, default=TaskSplit(0.2)
-        Splits the tasks into meta-training and meta-validation tasks;
-        None meta-validates on nothing.
-    callbacks : list of skorch callbacks or None, default=None
-        E.g. ``EarlyStopping(monitor="valid_score", lower_is_better=False)``,
-        ``ProgressBar()``, ``Checkpoint()``, ``LRScheduler()``.
-    task_column : str or None, default=None
-        In long format, the column of ``X`` that names each row's task.
-    strict_episodes : bool, default=False
-        Whether every class must fill whole episodes (``n_shots +
-        n_queries`` rows). By default a smaller class gives fewer shots and
-        queries, episodes of a meta-batch are padded and the padding masked
-        out, and tasks that cannot give an episode at all are left out with
-        a warning.
-    device : {"auto", "cpu", "cuda"} or torch.device, default="auto"
-        "auto" uses CUDA when present.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the backbone's initial weights and the episodes.
-    verbose : int, default=0
-        1 prints one line per epoch.
-    warm_start : bool, default=False
-        Whether ``fit`` continues from the current weights.
-    **kwargs : dict
-        Routed parameters: ``module__*``, ``optimizer__*``, ``callbacks__*``.
-
+""" + episodic_parameters(
+        criterion="Loss on the query logits; None is ``torch.nn.CrossEntropyLoss``.",
+        classification=True,
+    ) + """
     Attributes
     ----------
     module_ : torch.nn.Module

@@ -19,6 +19,7 @@ from sklearn.utils._param_validation import Interval
 from torch import nn
 
 from .._base import MetaClassifierMixin, MetaLearner
+from .._base._docs import EWC_PARAMETERS
 from .._mlp import MLP
 from .._steps import guarded_inner_loop
 from ..exceptions import AdaptationWarning
@@ -101,6 +102,10 @@ class _Head(nn.Module):
 
 class _SharedTrunkLearner(PooledTrainingMixin, MetaLearner):
     """What SharedTrunkClassifier and SharedTrunkRegressor share."""
+
+    # Head i belongs to training task i: continued training may not add
+    # past tasks (lifelong replay) to the ones given.
+    _replays = False
 
     _parameter_constraints = {
         **MetaLearner._parameter_constraints,
@@ -222,6 +227,11 @@ _PARAMETERS = """
     n_queries : int, default=15
         Only with ``strict_episodes``: the rows {per} a task needs beyond
         ``n_shots`` to be used.
+    class_balance : {{"balanced", "natural"}}, default="balanced"
+        Classification only: how ``score`` draws a task's support set,
+        ``n_shots`` rows per class ("balanced"), or ``n_shots * n_ways`` rows
+        in the task's own class proportions, one per class at least
+        ("natural"). Pre-training reads every row, and is the same either way.
     train_split : callable or None, default=TaskSplit(0.2)
         Splits the tasks into training tasks (one head each) and held-out
         tasks whose pooled rows, through the mean head, give
@@ -236,7 +246,7 @@ _PARAMETERS = """
         Whether every task must hold ``n_shots + n_queries`` rows {per};
         by default only tasks that cannot give a support and a query row
         {per} are left out, with a warning.
-    device : {{"auto", "cpu", "cuda"}} or torch.device, default="auto"
+{lifelong}    device : {{"auto", "cpu", "cuda"}} or torch.device, default="auto"
         "auto" uses CUDA when present.
     random_state : int, RandomState instance or None, default=None
         Seeds the initial weights and the order of the rows.
@@ -296,6 +306,7 @@ class SharedTrunkClassifier(MetaClassifierMixin, _SharedTrunkLearner):
     takes ``adapt_steps`` guarded gradient steps of the support loss plus
     the pull toward the mean head; the trunk stays as trained.
     """ + _PARAMETERS.format(
+        lifelong=EWC_PARAMETERS,
         criterion="``torch.nn.CrossEntropyLoss``",
         ways="""    n_ways : int or None, default=None
         Classes of the support sets ``score`` draws; None takes all of a
@@ -350,6 +361,7 @@ class SharedTrunkRegressor(_SharedTrunkLearner):
     guarded gradient steps with a pull toward that mean; the trunk stays
     as trained.
     """ + _PARAMETERS.format(
+        lifelong=EWC_PARAMETERS,
         criterion="``torch.nn.MSELoss``", ways="", per="of the task",
         extra="""    standardize_targets : bool, default=True
         Standardise targets task by task: in training each task's by its own

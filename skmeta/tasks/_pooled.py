@@ -204,15 +204,11 @@ class PooledTrainingMixin:
         return train_loader, PooledRowLoader(valid, random_state=self._valid_seed, shuffle=False,
                                              **options)
 
-    def train_step_single(self, batch, **fit_params):
-        self._set_training(True)
+    def _training_loss(self, batch):
+        """The loss of a batch of pooled rows, and their outputs."""
         X, y, task_index = batch
         output = self._pooled_output(X, task_index, training=True)
-        loss = self._output_loss(output, y)
-        self._check_finite("loss", loss)
-        loss.backward()
-        self._check_finite("gradient", *(p.grad for p in self.module_.parameters() if p.grad is not None))
-        return {"loss": loss, "y_pred": output.detach()}
+        return self._output_loss(output, y), output
 
     def validation_step(self, batch, **fit_params):
         self._set_training(False)

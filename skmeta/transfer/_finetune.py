@@ -16,6 +16,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from torch.func import functional_call
 
 from .._base import MetaClassifierMixin, MetaLearner
+from .._base._docs import LIFELONG_PARAMETERS
 from .._base._prior import PRIOR_CONSTRAINTS
 from .._mlp import MLP
 from .._steps import guarded_inner_loop
@@ -218,6 +219,11 @@ _PARAMETERS = """
     n_queries : int, default=15
         Only with ``strict_episodes``: the rows {per} a task needs beyond
         ``n_shots`` to be used.
+    class_balance : {{"balanced", "natural"}}, default="balanced"
+        Classification only: how ``score`` draws a task's support set,
+        ``n_shots`` rows per class ("balanced"), or ``n_shots * n_ways`` rows
+        in the task's own class proportions, one per class at least
+        ("natural"). Pre-training reads every row, and is the same either way.
     train_split : callable or None, default=TaskSplit(0.2)
         Splits the tasks into pre-training tasks and held-out tasks whose
         pooled rows give ``valid_loss`` and ``valid_score``; None holds
@@ -230,7 +236,7 @@ _PARAMETERS = """
         Whether every task must hold ``n_shots + n_queries`` rows {per};
         by default only tasks that cannot give a support and a query row
         {per} are left out, with a warning.
-    device : {{"auto", "cpu", "cuda"}} or torch.device, default="auto"
+{lifelong}    device : {{"auto", "cpu", "cuda"}} or torch.device, default="auto"
         "auto" uses CUDA when present.
     random_state : int, RandomState instance or None, default=None
         Seeds the backbone's initial weights and the order of the rows.
@@ -286,6 +292,7 @@ class FineTuneClassifier(MetaClassifierMixin, _FineTune):
     large ``alpha``, the adapted classifier is the pre-trained one
     restricted to the support's classes.
     """ + _PARAMETERS.format(
+        lifelong=LIFELONG_PARAMETERS,
         outputs="the number of pooled classes", criterion="``torch.nn.CrossEntropyLoss``",
         ways="""    n_ways : int or None, default=None
         Classes of the support sets ``score`` draws; None takes all of a
@@ -358,6 +365,7 @@ class FineTuneRegressor(_FineTune):
     ``adapt_steps=0``, or a very large ``alpha``, the adapted regressor is
     the pre-trained one.
     """ + _PARAMETERS.format(
+        lifelong=LIFELONG_PARAMETERS,
         outputs="1", criterion="``torch.nn.MSELoss``", ways="", per="of the task",
         prior_note=(
             "the network models the residual ``y - prior(x)``\n"

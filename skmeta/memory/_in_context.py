@@ -1,0 +1,364 @@
+"""An in-context learner: query rows read the support set, held as a memory, by attention.
+
+Each support row is written to memory as the encoding of its features plus
+the encoding of its label (one hot) or target; through a few layers the
+memory attends over itself and each query row attends over the memory, and
+a linear head reads the query's last state. Adapting to a new task is
+writing its support set to memory: one forward pass, no gradient step.
+Meta-training on the user's own tasks teaches the network how to read a
+support set, as a transformer pre-trained on synthetic tables would, but on
+the tables at hand and small enough for a CPU.
+
+Functional core: :func:`attention`. Network: :class:`InContextNet`.
+Estimators: :class:`MemoryClassifier`, :class:`MemoryRegressor`.
+"""
+
+import math
+from numbers import Integral
+
+import torch
+from sklearn.utils._param_validation import Interval
+from torch import nn
+
+from .._base import MetaClassifierMixin, MetaLearner
+from .._base._docs import episodic_parameters
+
+
+def attention(queries, keys, values, n_heads, weight=None):
+    """Multi-head scaled dot-product attention, each key row counted ``weight`` times.
+
+    Parameters
+    ----------
+    queries : Tensor of shape (..., n_queries, width)
+    keys, values : Tensor of shape (..., n_keys, width)
+        Already projected; ``width`` is split into ``n_heads`` heads.
+    n_heads : int
+    weight : Tensor of shape (..., n_keys) or None, default=None
+        Key weights: a key of weight ``w`` counts as ``w`` copies of itself,
+        and one of weight 0 (padding) is never read.
+
+    Returns
+    -------
+    Tensor of shape (..., n_queries, width)
+
+    Examples
+    --------
+    >>> import torch
+    >>> keys = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    >>> attention(torch.zeros(1, 2), keys, keys, n_heads=1, weight=torch.tensor([3.0, 1.0]))
+    tensor([[0.7500, 0.2500]])
+    """
+    *lead, n_queries, width = queries.shape
+    head = width // n_heads
+
+    def split(t):
+        return t.reshape(*t.shape[:-1], n_heads, head).transpose(-2, -3)
+
+    scores = split(queries) @ split(keys).transpose(-1, -2) / math.sqrt(head)
+    if weight is not None:
+        weight = weight.to(scores.dtype).unsqueeze(-2).unsqueeze(-2)
+        scores = torch.where(weight > 0, scores + weight.clamp_min(1e-30).log(), -torch.inf)
+    read = torch.softmax(scores, dim=-1) @ split(values)
+    return read.transpose(-2, -3).reshape(*lead, n_queries, width)
+
+
+class _Layer(nn.Module):
+    """Memory attends over itself, then queries attend over the memory (pre-norm, residual)."""
+
+    def __init__(self, width, n_heads):
+        super().__init__()
+        self.n_heads = n_heads
+        self.memory_norm = nn.LayerNorm(width)
+        self.memory_qkv = nn.Linear(width, 3 * width)
+        self.memory_out = nn.Linear(width, width)
+        self.memory_ff = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 2 * width), nn.GELU(),
+                                       nn.Linear(2 * width, width))
+        self.query_norm = nn.LayerNorm(width)
+        self.query_q = nn.Linear(width, width)
+        self.query_kv = nn.Linear(width, 2 * width)
+        self.query_out = nn.Linear(width, width)
+        self.query_ff = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 2 * width), nn.GELU(),
+                                      nn.Linear(2 * width, width))
+
+    def write(self, memory, weight=None):
+        """The memory after it has read itself."""
+        q, k, v = self.memory_qkv(self.memory_norm(memory)).chunk(3, dim=-1)
+        memory = memory + self.memory_out(attention(q, k, v, self.n_heads, weight))
+        return memory + self.memory_ff(memory)
+
+    def read(self, queries, memory, weight=None):
+        """The query rows after they have read the memory (as this layer wrote it)."""
+        k, v = self.query_kv(self.memory_norm(memory)).chunk(2, dim=-1)
+        read = attention(self.query_q(self.query_norm(queries)), k, v, self.n_heads, weight)
+        queries = queries + self.query_out(read)
+        return queries + self.query_ff(queries)
+
+
+class InContextNet(nn.Module):
+    """Rows and labels to memory; query rows read it through ``n_layers`` attention layers.
+
+    Parameters
+    ----------
+    n_features : int
+    n_outputs : int
+        Width of the head, and of a support row's label code: the number of
+        classes (a one-hot label), or 1 (a target).
+    width : int, default=64
+        Width of every token; a multiple of ``n_heads``.
+    n_layers : int, default=2
+    n_heads : int, default=4
+    rows : torch.nn.Module or None, default=None
+        An encoder of rows to use instead of the default two-layer one; its
+        output (of width ``rows_width``) is projected to ``width``.
+    rows_width : int or None, default=None
+        Output width of ``rows``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = InContextNet(3, n_outputs=2, width=8, n_heads=2)
+    >>> memory = net.write(torch.zeros(5, 3), torch.zeros(5, 2))
+    >>> [m.shape for m in memory], net.read(torch.zeros(4, 3), memory).shape
+    ([torch.Size([5, 8]), torch.Size([5, 8]), torch.Size([5, 8])], torch.Size([4, 2]))
+    """
+
+    def __init__(self, n_features, n_outputs, width=64, n_layers=2, n_heads=4, rows=None, rows_width=None):
+        super().__init__()
+        if width % n_heads:
+            raise ValueError(f"width={width} must be a multiple of n_heads={n_heads}.")
+        if rows is None:
+            self.rows = nn.Sequential(nn.Linear(n_features, width), nn.GELU(), nn.Linear(width, width))
+        else:  # a given row encoder, then a projection to the tokens' width
+            self.rows = nn.Sequential(rows, nn.Linear(rows_width, width))
+        self.labels = nn.Linear(n_outputs, width)
+        self.layers = nn.ModuleList(_Layer(width, n_heads) for _ in range(n_layers))
+        self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, n_outputs))
+
+    def write(self, X_support, codes, weight=None):
+        """The memory of a support set: its tokens as written, then after each layer has read itself."""
+        memory = [self.rows(X_support) + self.labels(codes)]
+        for layer in self.layers:
+            memory.append(layer.write(memory[-1], weight))
+        return memory
+
+    def read(self, X, memory, weight=None):
+        """Outputs of query rows ``X``: in each layer they read the memory that layer wrote."""
+        queries = self.rows(X)
+        for layer, tokens in zip(self.layers, memory[1:], strict=True):
+            queries = layer.read(queries, tokens, weight)
+        return self.head(queries)
+
+
+class _Memory(MetaLearner):
+    """What the classifier and the regressor share."""
+
+    _parameter_constraints = {
+        **MetaLearner._parameter_constraints,
+        "width": [Interval(Integral, 1, None, closed="left")],
+        "n_layers": [Interval(Integral, 1, None, closed="left")],
+        "n_heads": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(self, module=InContextNet, *, width=64, n_layers=2, n_heads=4, **kwargs):
+        self.width = width
+        self.n_layers = n_layers
+        self.n_heads = n_heads
+        super().__init__(module, **kwargs)
+
+    def _is_in_context_net(self):
+        module = self.module
+        if isinstance(module, type):
+            return issubclass(module, InContextNet)
+        return isinstance(module, InContextNet)
+
+    def _n_outputs(self):
+        # A module that is not an InContextNet encodes rows: it ends on its own features.
+        return self._label_width() if self._is_in_context_net() else None
+
+    def get_params_for(self, prefix):
+        """Routed parameters; the network's size comes from ``width``, ``n_layers``, ``n_heads``."""
+        params = super().get_params_for(prefix)
+        if prefix == "module" and isinstance(self.module, type) and issubclass(self.module, InContextNet):
+            params = {"width": self.width, "n_layers": self.n_layers, "n_heads": self.n_heads, **params}
+        return params
+
+    def initialize_module(self):
+        """Build the network for the tasks' features and labels."""
+        if self.width % self.n_heads:
+            raise ValueError(
+                f"width={self.width} is not a multiple of n_heads={self.n_heads}: each head "
+                "reads an equal slice of every token. Pass e.g. width="
+                f"{self.n_heads * max(1, round(self.width / self.n_heads))}."
+            )
+        super().initialize_module()
+        if not isinstance(self.module_, InContextNet) and hasattr(self, "n_features_in_"):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(getattr(self, "_torch_seed", torch.initial_seed()))
+                with torch.no_grad():
+                    encoded = self.module_(torch.zeros(1, self.n_features_in_, device=self.device_)).shape[-1]
+                self.module_ = InContextNet(
+                    self.n_features_in_, self._label_width(), width=self.width, n_layers=self.n_layers,
+                    n_heads=self.n_heads, rows=self.module_, rows_width=encoded,
+                ).to(self.device_)
+        return self
+
+    def _episode_loss(self, batch, training):
+        memory = self.module_.write(batch.X_support, self._codes(batch.y_support), batch.support_weight)
+        outputs = self._outputs(self.module_.read(batch.X_query, memory, batch.support_weight))
+        weight = None if batch.query_weight is None else batch.query_weight.reshape(-1)
+        flat = outputs.reshape(-1, outputs.shape[-1]) if self._classification else outputs.reshape(-1)
+        return self._weighted_loss(flat, batch.y_query.reshape(-1), weight), outputs
+
+    def _adapt(self, X_support, y_support, n_classes, weight=None):
+        with torch.no_grad():
+            memory = self.module_.write(X_support, self._codes(y_support), weight)
+        return {"memory": memory, "weight": weight}, None
+
+    def _predict_state(self, state, X):
+        return self._outputs(self.module_.read(X, state["memory"], state["weight"]))
+
+    def _outputs(self, outputs):
+        return outputs
+
+
+_PARAMETERS = """
+    Parameters
+    ----------
+    module : torch.nn.Module class or instance, default=InContextNet
+        The network; the class is built in ``fit`` for the tasks' features
+        and labels, with ``width``, ``n_layers``, ``n_heads``. Another module
+        encodes the rows instead of the default encoder: a class is built
+        with ``n_features`` if it takes it, and its output is projected to
+        ``width``.
+    width : int, default=64
+        Width of every token (a support row in memory, a query row); a
+        multiple of ``n_heads``.
+    n_layers : int, default=2
+        Attention layers: in each, the memory reads itself, then the query
+        rows read the memory.
+    n_heads : int, default=4
+        Attention heads of every layer.
+{episodic}"""
+
+
+class MemoryClassifier(MetaClassifierMixin, _Memory):
+    __doc__ = """An in-context learner for few-shot classification: queries read the support set.
+
+    The support set is written to memory, each row as the encoding of its
+    features plus that of its label; through ``n_layers`` attention layers
+    the memory reads itself and each query row reads the memory, and a
+    linear head gives the class logits. Meta-training on the user's own
+    tasks teaches the network how to read a support set; adapting to a new
+    task is one forward pass. Query rows do not read each other, so a row's
+    prediction does not depend on the other query rows.
+    """ + _PARAMETERS.format(episodic=episodic_parameters(
+        criterion="Loss on the query logits; None is ``torch.nn.CrossEntropyLoss``.",
+        classification=True,
+    )) + """
+    Attributes
+    ----------
+    module_ : InContextNet
+        The meta-learned network.
+    history_ : skorch.History
+        Per epoch: ``train_loss``, ``valid_loss``, ``valid_score`` (query
+        accuracy of meta-validation episodes), ``dur``.
+    n_features_in_ : int
+        Number of features.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Feature names, when the tasks had string column names.
+    n_ways_ : int
+        Classes per episode; a support set must have exactly as many.
+
+    See Also
+    --------
+    MemoryRegressor : The same for regression.
+    MatchingNetClassifier : One attention read of the support set, a fixed kernel.
+
+    References
+    ----------
+    .. [1] Lee, Lee, Kim, Kosiorek, Choi and Teh, "Set Transformer", ICML 2019.
+    .. [2] Hollmann, Müller, Eggensperger and Hutter, "TabPFN: A Transformer That
+       Solves Small Tabular Classification Problems in a Second", ICLR 2023.
+
+    Examples
+    --------
+    >>> from skmeta import MemoryClassifier
+    >>> from skmeta.datasets import make_blob_tasks
+    >>> tasks = make_blob_tasks(n_tasks=20, random_state=0)
+    >>> meta = MemoryClassifier(width=16, max_epochs=2, random_state=0).fit(tasks[:15])
+    >>> meta.adapt(tasks[15].X[:10], tasks[15].y[:10]).predict_proba(tasks[15].X[10:12]).shape
+    (2, 2)
+    """
+
+    def _label_width(self):
+        return self.n_ways_
+
+    def _codes(self, y):
+        return nn.functional.one_hot(y, self.n_ways_).to(torch.float32)
+
+    def _check_support_classes(self, classes):
+        super()._check_support_classes(classes)
+        if classes.shape[0] != self.n_ways_:
+            raise ValueError(
+                f"{type(self).__name__} was meta-trained on {self.n_ways_}-way tasks but this "
+                f"support set has {classes.shape[0]} classes; pass a support set with exactly "
+                f"{self.n_ways_} classes, or refit with n_ways={classes.shape[0]}."
+            )
+
+
+class MemoryRegressor(_Memory):
+    _classification = False
+
+    __doc__ = """An in-context learner for few-shot regression: queries read the support set.
+
+    The support set is written to memory, each row as the encoding of its
+    features plus that of its target (standardised by the support set's
+    mean and deviation); through ``n_layers`` attention layers the memory
+    reads itself and each query row reads the memory, and a linear head
+    gives the standardised prediction, returned in the targets' units.
+    Adapting to a new task is one forward pass.
+    """ + _PARAMETERS.format(episodic=episodic_parameters(
+        criterion="Loss on the query predictions; None is ``torch.nn.MSELoss``.",
+        classification=False,
+    )) + """
+    Attributes
+    ----------
+    module_ : InContextNet
+        The meta-learned network.
+    history_ : skorch.History
+        Per epoch: ``train_loss``, ``valid_loss``, ``valid_score`` (query
+        R² of meta-validation episodes), ``dur``.
+    n_features_in_ : int
+        Number of features.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Feature names, when the tasks had string column names.
+
+    See Also
+    --------
+    MemoryClassifier : The same for classification.
+    MatchingNetRegressor : One attention read, predictions a weighted mean of the targets.
+
+    Examples
+    --------
+    >>> from skmeta import MemoryRegressor
+    >>> from skmeta.datasets import make_sinusoid_tasks
+    >>> tasks = make_sinusoid_tasks(n_tasks=200, random_state=0)
+    >>> meta = MemoryRegressor(width=16, n_shots=10, n_queries=10, max_epochs=2,
+    ...                        random_state=0).fit(tasks)
+    >>> meta.adapt(tasks[0].X[:10], tasks[0].y[:10]).predict(tasks[0].X[10:12]).shape
+    (2,)
+    """
+
+    def _standardizes_targets(self):
+        # The network reads the targets as inputs: standardised, every task's
+        # targets are on the scale the network was trained on.
+        return True
+
+    def _label_width(self):
+        return 1
+
+    def _codes(self, y):
+        return y.unsqueeze(-1)
+
+    def _outputs(self, outputs):
+        return outputs.squeeze(-1)
