@@ -124,3 +124,53 @@ def episodic_parameters(*, criterion, classification, lr="1e-3", max_epochs="20"
         criterion=criterion, lr=lr, max_epochs=max_epochs, ways=_WAYS if classification else "",
         per="per class" if classification else "of the task", extra=extra,
     )
+
+
+def fitted_attributes(*, classification, own="", prior=True):
+    """The ``Attributes`` section: ``own`` entries (``module_`` first), then the shared ones.
+
+    Parameters
+    ----------
+    classification : bool
+        ``valid_score`` is accuracy, and ``n_ways_`` is listed; else R².
+    own : str
+        The learner's own entries, indented as entries are.
+    prior : bool, default=True
+        Whether to list ``prior_``.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> own = "    module_ : MLP" + chr(10)
+    >>> text = fitted_attributes(classification=False, own=own)
+    >>> "n_ways_" in text, "R²" in text, own in text
+    (False, True, True)
+    """
+    score = "accuracy" if classification else "R²"
+    ways = fitted_prior = ""
+    if classification:
+        ways = ("    n_ways_ : int\n"
+                "        Classes per episode; a support set must have exactly as many.\n")
+    if prior:
+        fitted_prior = ("    prior_ : sklearn estimator\n"
+                        "        ``prior`` fitted on all training rows; only when ``prior`` is set.\n")
+    return f"""
+    Attributes
+    ----------
+{own}    history_ : skorch.History
+        Per epoch: ``train_loss``, ``valid_loss``, ``valid_score`` (query
+        {score} of meta-validation episodes), ``dur``, and the lifelong
+        ``stage`` (0 for ``fit``, one more for each ``partial_fit``).
+    n_features_in_ : int
+        Number of features.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Feature names, when the tasks had string column names.
+{ways}    replay_ : list of dict
+        The reservoir of past tasks (``X``, ``y``, ``name``) that
+        ``partial_fit`` trains on again.
+    stage_ : int
+        Calls of ``partial_fit`` since ``fit``.
+{fitted_prior}"""

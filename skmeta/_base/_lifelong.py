@@ -102,7 +102,9 @@ class LifelongMixin:
             self.stage_ = 0
             self.replay_ = []
             self._tasks_seen = 0
-            self._replay_rng = np.random.default_rng(self._training_rng.integers(np.iinfo(np.int64).max))
+            # Its own stream, from the seed of the weights: the other streams
+            # (episodes, training) draw as they did before replay existed.
+            self._replay_rng = np.random.default_rng((self._torch_seed, 1))
             self.__dict__.pop("_importance", None)
             self.__dict__.pop("_anchor", None)
             return tasks

@@ -18,6 +18,7 @@ import torch
 from torch.func import functional_call, grad, vmap
 from torch.nn.functional import linear
 
+from .._base._docs import fitted_attributes
 from .._mlp import MLP
 from .._steps import guarded_inner_loop
 from ._base import (
@@ -392,21 +393,9 @@ _OWN = """    inner_lr : float, default={inner_lr}
         it (checked in ``fit``: a ValueError says to set False otherwise).
 """
 
-_ATTRIBUTES = """
-    Attributes
-    ----------
-    module_ : torch.nn.Module
+_OWN_ATTRIBUTES = """    module_ : torch.nn.Module
         The meta-learned backbone: its last ``torch.nn.Linear`` is the head
         that adaptation moves, the rest the body it leaves as it is.
-    history_ : skorch.History
-        Per epoch: ``train_loss``, ``valid_loss``, ``valid_score`` (query
-        {score} of meta-validation episodes), ``dur``.
-    n_features_in_ : int
-        Number of features.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Feature names, when the tasks had string column names.
-{ways}    prior_ : sklearn estimator
-        ``prior`` fitted on all training rows; only when ``prior`` is set.
 """
 
 _REFERENCE = """
@@ -428,9 +417,7 @@ class ANILClassifier(InnerLoopClassifier, _ANIL):
     """ + parameters_doc(
         _OWN.format(inner_lr="0.1", lr_note="        0.1 suits standardised features.\n"),
         classification=True, lr="1e-3", max_epochs="20",
-    ) + _ATTRIBUTES.format(score="accuracy", ways=(
-        "    n_ways_ : int\n"
-        "        Classes per episode; a support set must have exactly as many.\n")) + """
+    ) + fitted_attributes(classification=True, own=_OWN_ATTRIBUTES) + """
     See Also
     --------
     ANILRegressor : The same for regression.
@@ -474,7 +461,7 @@ class ANILRegressor(InnerLoopRegressor, _ANIL):
     """ + parameters_doc(
         _OWN.format(inner_lr="0.05", lr_note=_REGRESSOR_LR_NOTE),
         classification=False, lr="0.01", max_epochs="60",
-    ) + _ATTRIBUTES.format(score="R²", ways="") + """
+    ) + fitted_attributes(classification=False, own=_OWN_ATTRIBUTES) + """
     See Also
     --------
     ANILClassifier : The same for classification.

@@ -13,6 +13,7 @@ Estimators: :class:`MAMLClassifier`, :class:`MAMLRegressor`.
 import torch
 from torch.func import functional_call, grad, vmap
 
+from .._base._docs import fitted_attributes
 from .._mlp import MLP
 from ._base import (
     STANDARDIZE_TARGETS_CONSTRAINT,
@@ -177,6 +178,11 @@ _REGRESSOR_LR_NOTE = (
 )
 
 
+_OWN_ATTRIBUTES = """    module_ : torch.nn.Module
+        The meta-learned backbone.
+"""
+
+
 class MAMLClassifier(InnerLoopClassifier, _MAML):
     __doc__ = """Model-agnostic meta-learning (MAML) for few-shot classification.
 
@@ -187,23 +193,7 @@ class MAMLClassifier(InnerLoopClassifier, _MAML):
     """ + parameters_doc(
         _OWN.format(inner_lr="0.1", lr_note="        0.1 suits standardised features.\n"),
         classification=True, lr="1e-3", max_epochs="20",
-    ) + """
-    Attributes
-    ----------
-    module_ : torch.nn.Module
-        The meta-learned backbone.
-    history_ : skorch.History
-        Per epoch: ``train_loss``, ``valid_loss``, ``valid_score`` (query
-        accuracy of meta-validation episodes), ``dur``.
-    n_features_in_ : int
-        Number of features.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Feature names, when the tasks had string column names.
-    n_ways_ : int
-        Classes per episode; a support set must have exactly as many.
-    prior_ : sklearn estimator
-        ``prior`` fitted on all training rows; only when ``prior`` is set.
-
+    ) + fitted_attributes(classification=True, own=_OWN_ATTRIBUTES) + """
     See Also
     --------
     MAMLRegressor : The same for regression.
@@ -254,21 +244,7 @@ class MAMLRegressor(InnerLoopRegressor, _MAML):
     """ + parameters_doc(
         _OWN.format(inner_lr="0.05", lr_note=_REGRESSOR_LR_NOTE),
         classification=False, lr="0.01", max_epochs="60",
-    ) + """
-    Attributes
-    ----------
-    module_ : torch.nn.Module
-        The meta-learned backbone.
-    history_ : skorch.History
-        Per epoch: ``train_loss``, ``valid_loss``, ``valid_score`` (query
-        R² of meta-validation episodes), ``dur``.
-    n_features_in_ : int
-        Number of features.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Feature names, when the tasks had string column names.
-    prior_ : sklearn estimator
-        ``prior`` fitted on all training rows; only when ``prior`` is set.
-
+    ) + fitted_attributes(classification=False, own=_OWN_ATTRIBUTES) + """
     See Also
     --------
     MAMLClassifier : The same for classification.

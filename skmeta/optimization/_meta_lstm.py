@@ -26,6 +26,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import Interval
 from torch.func import functional_call, grad_and_value, vmap
 
+from .._base._docs import fitted_attributes
 from .._mlp import MLP
 from ._base import (
     STANDARDIZE_TARGETS_CONSTRAINT,
@@ -432,23 +433,11 @@ _OWN = """    inner_lr : float, default={inner_lr}
         in every episode.
 """
 
-_ATTRIBUTES = """
-    Attributes
-    ----------
-    module_ : MetaLSTMModule
+_OWN_ATTRIBUTES = """    module_ : MetaLSTMModule
         The meta-learned backbone (``module_.network``) and learned
         optimizer (``module_.optimizer_lstm``).
     optimizer_lstm_ : MetaLSTMOptimizer
         The learned optimizer (``module_.optimizer_lstm``).
-    history_ : skorch.History
-        Per epoch: ``train_loss``, ``valid_loss``, ``valid_score`` (query
-        {score} of meta-validation episodes), ``dur``.
-    n_features_in_ : int
-        Number of features.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Feature names, when the tasks had string column names.
-{ways}    prior_ : sklearn estimator
-        ``prior`` fitted on all training rows; only when ``prior`` is set.
 """
 
 _REFERENCES = """
@@ -474,9 +463,7 @@ class MetaLSTMClassifier(InnerLoopClassifier, _MetaLSTM):
     """ + parameters_doc(
         _OWN.format(inner_lr="0.1", lr_note="        0.1 suits standardised features.\n"),
         classification=True, lr="1e-3", max_epochs="20",
-    ) + _ATTRIBUTES.format(score="accuracy", ways=(
-        "    n_ways_ : int\n"
-        "        Classes per episode; a support set must have exactly as many.\n")) + """
+    ) + fitted_attributes(classification=True, own=_OWN_ATTRIBUTES) + """
     See Also
     --------
     MetaLSTMRegressor : The same for regression.
@@ -518,7 +505,7 @@ class MetaLSTMRegressor(InnerLoopRegressor, _MetaLSTM):
             "        :func:`~skmeta.datasets.make_sinusoid_tasks` (features up to 5)\n"
             "        before meta-training, and meta-training then stops.\n")),
         classification=False, lr="0.01", max_epochs="60",
-    ) + _ATTRIBUTES.format(score="R²", ways="") + """
+    ) + fitted_attributes(classification=False, own=_OWN_ATTRIBUTES) + """
     See Also
     --------
     MetaLSTMClassifier : The same for classification.

@@ -11,6 +11,7 @@ Estimators: :class:`MetaSGDClassifier`, :class:`MetaSGDRegressor`.
 import torch
 from sklearn.exceptions import NotFittedError
 
+from .._base._docs import fitted_attributes
 from .._mlp import MLP
 from ._base import (
     STANDARDIZE_TARGETS_CONSTRAINT,
@@ -160,24 +161,12 @@ _OWN = """    inner_lr : float, default={inner_lr}
         update they scale.
 """
 
-_ATTRIBUTES = """
-    Attributes
-    ----------
-    module_ : MetaSGDModule
+_OWN_ATTRIBUTES = """    module_ : MetaSGDModule
         The meta-learned backbone (``module_.network``) and its inner
         learning rates (``module_.rates``, one tensor per weight).
     inner_lrs_ : dict of str to ndarray
         The meta-learned inner learning rates, keyed by the backbone's
         parameter names, each of that parameter's shape.
-    history_ : skorch.History
-        Per epoch: ``train_loss``, ``valid_loss``, ``valid_score`` (query
-        {score} of meta-validation episodes), ``dur``.
-    n_features_in_ : int
-        Number of features.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Feature names, when the tasks had string column names.
-{ways}    prior_ : sklearn estimator
-        ``prior`` fitted on all training rows; only when ``prior`` is set.
 """
 
 _REFERENCE = """
@@ -199,9 +188,7 @@ class MetaSGDClassifier(InnerLoopClassifier, _MetaSGD):
     """ + parameters_doc(
         _OWN.format(inner_lr="0.1", lr_note="        0.1 suits standardised features.\n"),
         classification=True, lr="1e-3", max_epochs="20",
-    ) + _ATTRIBUTES.format(score="accuracy", ways=(
-        "    n_ways_ : int\n"
-        "        Classes per episode; a support set must have exactly as many.\n")) + """
+    ) + fitted_attributes(classification=True, own=_OWN_ATTRIBUTES) + """
     See Also
     --------
     MetaSGDRegressor : The same for regression.
@@ -239,7 +226,7 @@ class MetaSGDRegressor(InnerLoopRegressor, _MetaSGD):
     """ + parameters_doc(
         _OWN.format(inner_lr="0.05", lr_note=_REGRESSOR_LR_NOTE),
         classification=False, lr="0.01", max_epochs="60",
-    ) + _ATTRIBUTES.format(score="R²", ways="") + """
+    ) + fitted_attributes(classification=False, own=_OWN_ATTRIBUTES) + """
     See Also
     --------
     MetaSGDClassifier : The same for classification.

@@ -21,6 +21,7 @@ the support loss). Estimators: :class:`ReptileClassifier`,
 import torch
 from torch.func import functional_call, grad_and_value, vmap
 
+from .._base._docs import fitted_attributes
 from .._mlp import MLP
 from ._base import (
     STANDARDIZE_TARGETS_CONSTRAINT,
@@ -302,6 +303,11 @@ _TRAINING_NOTES = """    Notes
 """
 
 
+_OWN_ATTRIBUTES = """    module_ : torch.nn.Module
+        The meta-learned backbone.
+"""
+
+
 class ReptileClassifier(InnerLoopClassifier, _Reptile):
     __doc__ = """Reptile for few-shot classification.
 
@@ -318,25 +324,7 @@ class ReptileClassifier(InnerLoopClassifier, _Reptile):
             "        epochs), adapted query accuracy on 20 held-out tasks was 0.65 with 1\n"
             "        step, 0.74 with 5 and 0.71 with 10.")),
         classification=True, lr="1e-3", max_epochs="20",
-    ) + """
-    Attributes
-    ----------
-    module_ : torch.nn.Module
-        The meta-learned backbone.
-    history_ : skorch.History
-        Per epoch: ``train_loss`` (the adapted weights' loss on the rows of
-        the training episodes they were fitted to, see Notes),
-        ``valid_loss``, ``valid_score`` (query accuracy of meta-validation
-        episodes after adapting to their support), ``dur``.
-    n_features_in_ : int
-        Number of features.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Feature names, when the tasks had string column names.
-    n_ways_ : int
-        Classes per episode; a support set must have exactly as many.
-    prior_ : sklearn estimator
-        ``prior`` fitted on all training rows; only when ``prior`` is set.
-
+    ) + fitted_attributes(classification=True, own=_OWN_ATTRIBUTES) + """
     See Also
     --------
     ReptileRegressor : The same for regression.
@@ -382,23 +370,7 @@ class ReptileRegressor(InnerLoopRegressor, _Reptile):
     """ + parameters_doc(
         _OWN.format(inner_lr="0.05", steps_note=_REGRESSOR_STEPS_NOTE),
         classification=False, lr="0.01", max_epochs="60",
-    ) + """
-    Attributes
-    ----------
-    module_ : torch.nn.Module
-        The meta-learned backbone.
-    history_ : skorch.History
-        Per epoch: ``train_loss`` (the adapted weights' loss on the rows of
-        the training episodes they were fitted to, see Notes),
-        ``valid_loss``, ``valid_score`` (query R² of meta-validation
-        episodes after adapting to their support), ``dur``.
-    n_features_in_ : int
-        Number of features.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Feature names, when the tasks had string column names.
-    prior_ : sklearn estimator
-        ``prior`` fitted on all training rows; only when ``prior`` is set.
-
+    ) + fitted_attributes(classification=False, own=_OWN_ATTRIBUTES) + """
     See Also
     --------
     ReptileClassifier : The same for classification.
