@@ -243,6 +243,9 @@ def test_partial_fit_on_tasks_of_other_ways(fitted_classifier):
 @pytest.mark.parametrize("param, value", [("n_shots", 0), ("n_ways", 1), ("meta_batch_size", 0),
                                           ("n_episodes", 2.5), ("lr", -1.0)])
 def test_invalid_hyperparameters_are_named(fitted, method, param, value):
+    if param not in fitted.get_params(deep=False):
+        pytest.skip(f"{type(fitted).__name__} does not take {param} "
+                    "(test_group_tables.py::test_arguments_without_a_meaning_are_refused)")
     valid = fitted.get_params()[param]
     before = _outputs(fitted)
     fitted.set_params(**{param: value})
