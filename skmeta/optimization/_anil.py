@@ -15,7 +15,7 @@ that caching is exact for a module. Estimators: :class:`ANILClassifier`,
 """
 
 import torch
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad
 from torch.nn.functional import linear
 
 from .._base._docs import fitted_attributes
@@ -26,6 +26,7 @@ from ._base import (
     InnerLoopClassifier,
     InnerLoopRegressor,
     parameters_doc,
+    vmap_episodes,
 )
 from ._maml import _MAML, _REGRESSOR_LR_NOTE
 
@@ -271,16 +272,7 @@ def anil_loss(module, params, batch, *, loss_fn, inner_lr, steps, first_order=Fa
             return loss_fn(outputs, y_query), outputs
         return loss_fn(outputs, y_query, query_weight), outputs
 
-    tensors = [batch.X_support, batch.y_support, batch.X_query, batch.y_query]
-    if batch.padded:  # episodes of several sizes: padding rows weigh 0
-        ones = [torch.ones(t.shape[:2], dtype=t.dtype, device=t.device) for t in tensors[::2]]
-        tensors += [w if w is not None else one
-                    for w, one in zip((batch.support_weight, batch.query_weight), ones, strict=True)]
-    losses, outputs = vmap(episode, randomness="different")(*tensors)
-    if batch.padded:
-        n_query = tensors[5].sum(-1)
-        return (losses * n_query).sum() / n_query.sum(), outputs
-    return losses.mean(), outputs
+    return vmap_episodes(episode, batch)
 
 
 class _CachedHead(torch.nn.Module):

@@ -22,8 +22,9 @@ docstring of the parameters they share, with a slot for each algorithm's own.
 import warnings
 from numbers import Integral, Real
 
+import torch
 from sklearn.utils._param_validation import Interval
-from torch.func import functional_call
+from torch.func import functional_call, vmap
 
 from .._base import MetaClassifierMixin, MetaLearner
 from .._base._docs import episodic_parameters
@@ -32,6 +33,32 @@ from .._mlp import MLP
 from .._steps import guarded_inner_loop
 from ..exceptions import AdaptationWarning
 from ..utils._stacklevel import external_stacklevel
+
+
+def vmap_episodes(episode, batch):
+    """Mean query loss of a meta-batch, ``episode`` run on every episode at once with ``vmap``.
+
+    ``episode(X_support, y_support, X_query, y_query, support_weight=None,
+    query_weight=None)`` returns an episode's query loss and outputs. Padded
+    episodes get row weights (0 on padding) and weigh by their real query
+    rows, as unpadded ones do.
+
+    Returns
+    -------
+    loss : Tensor
+        Scalar: the mean over episodes of the query loss.
+    outputs : Tensor of shape (n_episodes, n_queries, n_outputs)
+    """
+    tensors = [batch.X_support, batch.y_support, batch.X_query, batch.y_query]
+    if batch.padded:  # episodes of several sizes: padding rows weigh 0
+        ones = [torch.ones(t.shape[:2], dtype=t.dtype, device=t.device) for t in tensors[::2]]
+        tensors += [w if w is not None else one
+                    for w, one in zip((batch.support_weight, batch.query_weight), ones, strict=True)]
+    losses, outputs = vmap(episode, randomness="different")(*tensors)
+    if batch.padded:  # episodes weigh by their real query rows, as unpadded ones do
+        n_query = tensors[5].sum(-1)
+        return (losses * n_query).sum() / n_query.sum(), outputs
+    return losses.mean(), outputs
 
 
 class InnerLoopLearner(MetaLearner):

@@ -10,8 +10,7 @@ that raises the support loss rejected and the step size halved.
 Estimators: :class:`MAMLClassifier`, :class:`MAMLRegressor`.
 """
 
-import torch
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad
 
 from .._base._docs import fitted_attributes
 from .._mlp import MLP
@@ -21,6 +20,7 @@ from ._base import (
     InnerLoopLearner,
     InnerLoopRegressor,
     parameters_doc,
+    vmap_episodes,
 )
 
 
@@ -110,16 +110,7 @@ def maml_loss(module, params, batch, *, loss_fn, inner_lr, steps, first_order=Fa
             return loss_fn(outputs, y_query), outputs
         return loss_fn(outputs, y_query, query_weight), outputs
 
-    tensors = [batch.X_support, batch.y_support, batch.X_query, batch.y_query]
-    if batch.padded:  # episodes of several sizes: padding rows weigh 0
-        ones = [torch.ones(t.shape[:2], dtype=t.dtype, device=t.device) for t in tensors[::2]]
-        tensors += [w if w is not None else one
-                    for w, one in zip((batch.support_weight, batch.query_weight), ones, strict=True)]
-    losses, outputs = vmap(episode, randomness="different")(*tensors)
-    if batch.padded:  # episodes weigh by their real query rows, as unpadded ones do
-        n_query = tensors[5].sum(-1)
-        return (losses * n_query).sum() / n_query.sum(), outputs
-    return losses.mean(), outputs
+    return vmap_episodes(episode, batch)
 
 
 class _MAML(InnerLoopLearner):

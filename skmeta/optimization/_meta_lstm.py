@@ -24,7 +24,7 @@ from numbers import Integral, Real
 import torch
 from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import Interval
-from torch.func import functional_call, grad_and_value, vmap
+from torch.func import functional_call, grad_and_value
 
 from .._base._docs import fitted_attributes
 from .._mlp import MLP
@@ -34,6 +34,7 @@ from ._base import (
     InnerLoopLearner,
     InnerLoopRegressor,
     parameters_doc,
+    vmap_episodes,
 )
 
 #: The ``p`` of the preprocessing: magnitudes below ``exp(-p)`` are read linearly.
@@ -311,16 +312,7 @@ def meta_lstm_loss(module, params, optimizer, batch, *, loss_fn, steps, first_or
             return loss_fn(outputs, y_query), outputs
         return loss_fn(outputs, y_query, query_weight), outputs
 
-    tensors = [batch.X_support, batch.y_support, batch.X_query, batch.y_query]
-    if batch.padded:  # episodes of several sizes: padding rows weigh 0
-        ones = [torch.ones(t.shape[:2], dtype=t.dtype, device=t.device) for t in tensors[::2]]
-        tensors += [w if w is not None else one
-                    for w, one in zip((batch.support_weight, batch.query_weight), ones, strict=True)]
-    losses, outputs = vmap(episode, randomness="different")(*tensors)
-    if batch.padded:
-        n_query = tensors[5].sum(-1)
-        return (losses * n_query).sum() / n_query.sum(), outputs
-    return losses.mean(), outputs
+    return vmap_episodes(episode, batch)
 
 
 class _MetaLSTM(InnerLoopLearner):
