@@ -1243,6 +1243,8 @@ PARAMETER_TESTS = {
     "n_neighbors": ("metric/test_neighbors.py",
                     "test_with_an_identity_embedding_the_learner_is_sklearns_knn"),
     "weights": ("metric/test_neighbors.py", "test_with_an_identity_embedding_the_learner_is_sklearns_knn"),
+    "embedding": ("metric/test_neighbors.py",
+                  "test_with_a_matching_network_the_neighbours_are_taken_in_its_embedding"),
     "module": ("test_parameters.py", "test_one_meta_step_matches_the_hand_written_reference"),
     "criterion": ("test_parameters.py", "test_one_meta_step_matches_the_hand_written_reference"),
     "optimizer": ("test_parameters.py", "test_one_meta_step_matches_the_hand_written_reference"),
