@@ -1239,6 +1239,16 @@ PARAMETER_TESTS = {
     "n_heads": ("test_parameters.py", "test_one_meta_step_matches_the_hand_written_reference"),
     "width": ("memory/test_in_context.py", "test_the_network_is_built_with_width_and_n_layers"),
     "n_layers": ("memory/test_in_context.py", "test_the_network_is_built_with_width_and_n_layers"),
+    # The memory of tasks: written, bounded and evicted; recalled, and read.
+    "task_memory": [("memory/test_task_memory.py",
+                     "test_fit_writes_its_tasks_and_a_new_support_set_recalls_a_past_task_of_its_base"),
+                    ("memory/test_task_memory.py",
+                     "test_the_prediction_reads_the_support_set_and_the_recalled_rows_as_by_hand")],
+    "n_recalled": ("memory/test_task_memory.py", "test_each_support_set_recalls_n_recalled_past_tasks"),
+    "memory_rows": ("memory/test_task_memory.py",
+                    "test_partial_fit_writes_its_tasks_only_when_write_on_partial_fit"),
+    "write_on_partial_fit": ("memory/test_task_memory.py",
+                             "test_partial_fit_writes_its_tasks_only_when_write_on_partial_fit"),
     # k nearest neighbours in an embedding: the vote is sklearn's.
     "n_neighbors": ("metric/test_neighbors.py",
                     "test_with_an_identity_embedding_the_learner_is_sklearns_knn"),

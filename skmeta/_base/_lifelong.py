@@ -182,10 +182,8 @@ class LifelongMixin:
 def _parts(batch):
     """A meta-batch's episodes one at a time; a batch of pooled rows task by task."""
     if isinstance(batch, EpisodeBatch):
-        fields = (batch.X_support, batch.y_support, batch.X_query, batch.y_query,
-                  batch.support_weight, batch.query_weight)
         for e in range(len(batch)):
-            yield EpisodeBatch(*(None if t is None else t[e:e + 1] for t in fields))
+            yield batch.episodes(e, e + 1)
         return
     X, y, task_index = batch
     for task in torch.unique(task_index):

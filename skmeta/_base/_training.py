@@ -11,6 +11,7 @@ supplies ``_episode_loss(batch, training)``.
 
 import contextlib
 import copy
+import dataclasses
 import warnings
 
 import numpy as np
@@ -18,7 +19,7 @@ import torch
 from sklearn.base import _fit_context
 
 from ..exceptions import DivergenceError
-from ..tasks import EpisodeBatch, EpisodeLoader
+from ..tasks import EpisodeLoader
 from ..utils._stacklevel import external_stacklevel
 from ._parameters import _refuse_fit_params, _refuse_plain_scorer
 from ._tasks import _CheckedTasks
@@ -263,11 +264,8 @@ class TrainingMixin:
         mean, scale = _support_statistics(
             batch.y_support, batch.support_weight, self._pooled_target_scale
         )
-        return EpisodeBatch(
-            batch.X_support, (batch.y_support - mean) / scale,
-            batch.X_query, (batch.y_query - mean) / scale,
-            batch.support_weight, batch.query_weight,
-        )
+        return dataclasses.replace(batch, y_support=(batch.y_support - mean) / scale,
+                                   y_query=(batch.y_query - mean) / scale)
 
 
 def _support_statistics(y_support, support_weight, pooled_scale):

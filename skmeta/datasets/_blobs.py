@@ -31,6 +31,8 @@ def make_blob_tasks(
     n_informative=2,
     class_sep=2.0,
     noise=2.0,
+    n_recurring=None,
+    variation=0.25,
     random_state=None,
 ):
     """Gaussian classes placed at random per task in a shared, hidden subspace.
@@ -59,6 +61,15 @@ def make_blob_tasks(
         Scale of the class centres in that subspace (unit within-class spread).
     noise : float, default=2.0
         Standard deviation of the uninformative directions.
+    n_recurring : int or None, default=None
+        None: every task places its class centres anew. An int: tasks recur
+        with variations; there are ``n_recurring`` base tasks (sets of class
+        centres, labels included), task ``i`` is base ``i % n_recurring``
+        with each centre moved by a normal draw of scale ``variation *
+        class_sep``.
+    variation : float, default=0.25
+        How far a recurring task's centres move from its base's; used only
+        with ``n_recurring``.
     random_state : int, RandomState instance or None, default=None
         Seeds the class centres and the rows.
 
@@ -79,12 +90,21 @@ def make_blob_tasks(
             f"n_informative={n_informative} exceeds n_features={n_features}; the "
             "informative directions are some of the features. Lower n_informative."
         )
+    if n_recurring is not None and n_recurring < 1:
+        raise ValueError(f"n_recurring={n_recurring} must be None or a positive int (base tasks).")
     rng = check_random_state(random_state)
+    bases = None
+    if n_recurring is not None:
+        bases = rng.normal(scale=class_sep, size=(n_recurring, n_classes, n_informative))
     basis = np.linalg.qr(np.random.default_rng(0).normal(size=(n_features, n_features)))[0]
     informative, rest = basis[:, :n_informative], basis[:, n_informative:]
     tasks = []
     for i in range(n_tasks):
-        centres = rng.normal(scale=class_sep, size=(n_classes, n_informative))
+        if bases is None:
+            centres = rng.normal(scale=class_sep, size=(n_classes, n_informative))
+        else:
+            centres = bases[i % n_recurring] + rng.normal(scale=variation * class_sep,
+                                                          size=(n_classes, n_informative))
         y = np.repeat(np.arange(n_classes), n_rows_per_class)
         signal = centres[y] + rng.normal(size=(y.shape[0], n_informative))
         clutter = rng.normal(scale=noise, size=(y.shape[0], n_features - n_informative))

@@ -9,19 +9,28 @@ Meta-training on the user's own tasks teaches the network how to read a
 support set, as a transformer pre-trained on synthetic tables would, but on
 the tables at hand and small enough for a CPU.
 
+With ``task_memory``, the learner also keeps a memory of past tasks
+(:mod:`skmeta.memory._task_memory`): a new support set recalls the past
+tasks that explain it best, and their rows join it in memory.
+
 Functional core: :func:`attention`. Network: :class:`InContextNet`.
 Estimators: :class:`MemoryClassifier`, :class:`MemoryRegressor`.
 """
 
+import dataclasses
 import math
 from numbers import Integral
 
+import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval
 from torch import nn
 
 from .._base import MetaClassifierMixin, MetaLearner
 from .._base._docs import episodic_parameters
+from .._base._training import _support_statistics
+from ..tasks import EpisodeBatch
+from ._task_memory import memory_codes, recall, write_tasks
 
 
 def attention(queries, keys, values, n_heads, weight=None):
@@ -112,6 +121,9 @@ class InContextNet(nn.Module):
         output (of width ``rows_width``) is projected to ``width``.
     rows_width : int or None, default=None
         Output width of ``rows``.
+    recall : bool, default=False
+        Whether rows recalled from past tasks may join a support set in
+        memory; they are marked by a learned vector added to their tokens.
 
     Examples
     --------
@@ -122,7 +134,8 @@ class InContextNet(nn.Module):
     ([torch.Size([5, 8]), torch.Size([5, 8]), torch.Size([5, 8])], torch.Size([4, 2]))
     """
 
-    def __init__(self, n_features, n_outputs, width=64, n_layers=2, n_heads=4, rows=None, rows_width=None):
+    def __init__(self, n_features, n_outputs, width=64, n_layers=2, n_heads=4, rows=None, rows_width=None,
+                 recall=False):
         super().__init__()
         if width % n_heads:
             raise ValueError(f"width={width} must be a multiple of n_heads={n_heads}.")
@@ -133,10 +146,25 @@ class InContextNet(nn.Module):
         self.labels = nn.Linear(n_outputs, width)
         self.layers = nn.ModuleList(_Layer(width, n_heads) for _ in range(n_layers))
         self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, n_outputs))
+        if recall:
+            self.recalled = nn.Parameter(torch.zeros(width))
 
-    def write(self, X_support, codes, weight=None):
-        """The memory of a support set: its tokens as written, then after each layer has read itself."""
-        memory = [self.rows(X_support) + self.labels(codes)]
+    def write(self, X_support, codes, weight=None, recalled=None):
+        """The memory of a support set: its tokens as written, then after each layer has read itself.
+
+        ``recalled`` is None or ``(X, codes)`` of rows recalled from past
+        tasks: their tokens, marked as recalled, follow the support set's
+        (``weight`` then covers both).
+        """
+        tokens = self.rows(X_support) + self.labels(codes)
+        if recalled is not None:
+            if not hasattr(self, "recalled"):
+                raise ValueError("This InContextNet was built with recall=False: it cannot read "
+                                 "recalled rows. Build it with recall=True.")
+            X_recalled, codes_recalled = recalled
+            tokens = torch.cat([tokens, self.rows(X_recalled) + self.labels(codes_recalled)
+                                + self.recalled], dim=-2)
+        memory = [tokens]
         for layer in self.layers:
             memory.append(layer.write(memory[-1], weight))
         return memory
@@ -149,6 +177,14 @@ class InContextNet(nn.Module):
         return self.head(queries)
 
 
+class _StandardizedBatch(EpisodeBatch):
+    """A regression meta-batch standardised by its supports, with their means and scales."""
+
+    def __init__(self, batch, mean, scale):
+        super().__init__(**{f.name: getattr(batch, f.name) for f in dataclasses.fields(batch)})
+        self.target_mean, self.target_scale = mean, scale
+
+
 class _Memory(MetaLearner):
     """What the classifier and the regressor share."""
 
@@ -157,12 +193,21 @@ class _Memory(MetaLearner):
         "width": [Interval(Integral, 1, None, closed="left")],
         "n_layers": [Interval(Integral, 1, None, closed="left")],
         "n_heads": [Interval(Integral, 1, None, closed="left")],
+        "task_memory": [Interval(Integral, 0, None, closed="left")],
+        "n_recalled": [Interval(Integral, 1, None, closed="left")],
+        "memory_rows": [Interval(Integral, 1, None, closed="left")],
+        "write_on_partial_fit": ["boolean"],
     }
 
-    def __init__(self, module=InContextNet, *, width=64, n_layers=2, n_heads=4, **kwargs):
+    def __init__(self, module=InContextNet, *, width=64, n_layers=2, n_heads=4, task_memory=0,
+                 n_recalled=1, memory_rows=32, write_on_partial_fit=True, **kwargs):
         self.width = width
         self.n_layers = n_layers
         self.n_heads = n_heads
+        self.task_memory = task_memory
+        self.n_recalled = n_recalled
+        self.memory_rows = memory_rows
+        self.write_on_partial_fit = write_on_partial_fit
         super().__init__(module, **kwargs)
 
     def _is_in_context_net(self):
@@ -179,7 +224,8 @@ class _Memory(MetaLearner):
         """Routed parameters; the network's size comes from ``width``, ``n_layers``, ``n_heads``."""
         params = super().get_params_for(prefix)
         if prefix == "module" and isinstance(self.module, type) and issubclass(self.module, InContextNet):
-            params = {"width": self.width, "n_layers": self.n_layers, "n_heads": self.n_heads, **params}
+            params = {"width": self.width, "n_layers": self.n_layers, "n_heads": self.n_heads,
+                      "recall": self.task_memory > 0, **params}
         return params
 
     def initialize_module(self):
@@ -199,20 +245,118 @@ class _Memory(MetaLearner):
                 self.module_ = InContextNet(
                     self.n_features_in_, self._label_width(), width=self.width, n_layers=self.n_layers,
                     n_heads=self.n_heads, rows=self.module_, rows_width=encoded,
+                    recall=self.task_memory > 0,
                 ).to(self.device_)
+        if self.task_memory and not hasattr(self.module_, "recalled"):
+            raise ValueError(
+                f"task_memory={self.task_memory} needs a network that reads recalled rows, but the "
+                "InContextNet given was built with recall=False. Pass the class InContextNet, "
+                "an InContextNet(..., recall=True), or task_memory=0."
+            )
         return self
 
+    # ------------------------------------------------------ memory of tasks
+
+    def _begin_stage(self, tasks, *, reset):
+        tasks_to_train = super()._begin_stage(tasks, reset=reset)
+        if reset:
+            self.task_memory_, self._memory_used, self._memory_clock = [], np.zeros(0, np.int64), 0
+        if reset or self.write_on_partial_fit:
+            self.task_memory_, self._memory_used = write_tasks(
+                self.task_memory_, self._memory_used, tasks, capacity=self.task_memory,
+                n_rows=self.memory_rows, clock=self._memory_clock, seed=(self._torch_seed, 2, self.stage_),
+            )
+        return tasks_to_train
+
+    def _standardized(self, batch):
+        standardized = super()._standardized(batch)
+        if self._classification or not self.__dict__.get("task_memory_"):
+            return standardized
+        mean, scale = _support_statistics(batch.y_support, batch.support_weight, self._pooled_target_scale)
+        return _StandardizedBatch(standardized, mean, scale)
+
+    def _recalled(self, X_support, codes, support_weight, *, tasks, classes, mean, scale, training):
+        """Rows recalled from past tasks, the weights of support and recalled rows together,
+        and the names of the tasks each episode recalled.
+
+        ``(None, support_weight, None)`` while the memory is empty, or for a
+        classification batch that does not say its tasks' labels.
+        """
+        entries = self.__dict__.get("task_memory_") or []
+        if not entries or (self._classification and classes is None):
+            return None, support_weight, None
+        X_memory, codes_memory, weight_memory = memory_codes(
+            entries, classes=classes, mean=mean, scale=scale,
+            n_ways=self.n_ways_ if self._classification else None, device=X_support.device,
+        )
+        exclude = None
+        if tasks is not None:  # in meta-training, an episode may not recall its own task
+            exclude = torch.tensor([[entry["name"] == task for entry in entries] for task in tasks],
+                                   device=X_support.device)
+        chosen, usable, _ = recall(self.module_, X_support, codes, support_weight, X_memory, codes_memory,
+                                   weight_memory, n_recalled=self.n_recalled,
+                                   classification=self._classification, exclude=exclude)
+        if training:  # recalled tasks are used: the last to be evicted
+            used = self._memory_used.copy()
+            used[chosen[usable].cpu().numpy()] = self._memory_clock + 1
+            self._memory_used, self._memory_clock = used, self._memory_clock + 1
+        episodes = torch.arange(chosen.shape[0], device=chosen.device).unsqueeze(-1)
+        n_episodes = chosen.shape[0]
+        X_recalled = X_memory[chosen].reshape(n_episodes, -1, X_memory.shape[-1])
+        codes_recalled = codes_memory[episodes, chosen].reshape(n_episodes, -1, codes_memory.shape[-1])
+        weight_recalled = (weight_memory[episodes, chosen] * usable.unsqueeze(-1)).reshape(n_episodes, -1)
+        if support_weight is None:
+            support_weight = torch.ones(X_support.shape[:2], device=X_support.device)
+        weight = torch.cat([support_weight, weight_recalled.to(support_weight.dtype)], dim=-1)
+        names = [[entries[m]["name"] for m, ok in zip(row.tolist(), fine.tolist(), strict=True) if ok]
+                 for row, fine in zip(chosen, usable, strict=True)]
+        return (X_recalled, codes_recalled), weight, names
+
+    # ----------------------------------------------------------- the maths
+
     def _episode_loss(self, batch, training):
-        memory = self.module_.write(batch.X_support, self._codes(batch.y_support), batch.support_weight)
-        outputs = self._outputs(self.module_.read(batch.X_query, memory, batch.support_weight))
-        weight = None if batch.query_weight is None else batch.query_weight.reshape(-1)
+        codes = self._codes(batch.y_support)
+        recalled, weight, _ = self._recalled(
+            batch.X_support, codes, batch.support_weight, tasks=batch.tasks, classes=batch.classes,
+            mean=getattr(batch, "target_mean", None), scale=getattr(batch, "target_scale", None),
+            training=training,
+        )
+        memory = self.module_.write(batch.X_support, codes, weight, recalled)
+        outputs = self._outputs(self.module_.read(batch.X_query, memory, weight))
+        query_weight = None if batch.query_weight is None else batch.query_weight.reshape(-1)
         flat = outputs.reshape(-1, outputs.shape[-1]) if self._classification else outputs.reshape(-1)
-        return self._weighted_loss(flat, batch.y_query.reshape(-1), weight), outputs
+        return self._weighted_loss(flat, batch.y_query.reshape(-1), query_weight), outputs
+
+    def _adapt_task(self, X_support, y_support, n_classes=None, sample_weight=None, classes=None):
+        # _adapt recalls past tasks by the support set's own labels (or targets' scale).
+        with self._lock:
+            self.__dict__["_adapting"] = (classes, y_support, sample_weight)
+            try:
+                return super()._adapt_task(X_support, y_support, n_classes, sample_weight, classes)
+            finally:
+                self.__dict__.pop("_adapting", None)
 
     def _adapt(self, X_support, y_support, n_classes, weight=None):
+        classes, y_raw, sample_weight = self.__dict__.get("_adapting", (None, None, None))
+        mean = scale = None
+        if not self._classification and self.__dict__.get("task_memory_"):
+            statistics = _support_statistics(
+                torch.as_tensor(y_raw, dtype=torch.float64),
+                None if sample_weight is None else torch.as_tensor(sample_weight),
+                self._pooled_target_scale)
+            mean, scale = (torch.as_tensor([[float(v)]], device=X_support.device) for v in statistics)
         with torch.no_grad():
-            memory = self.module_.write(X_support, self._codes(y_support), weight)
-        return {"memory": memory, "weight": weight}, None
+            codes = self._codes(y_support).unsqueeze(0)
+            recalled, combined, names = self._recalled(
+                X_support.unsqueeze(0), codes, None if weight is None else weight.unsqueeze(0), tasks=None,
+                classes=None if classes is None else (np.asarray(classes),), mean=mean, scale=scale,
+                training=False,
+            )
+            if recalled is None:
+                memory = self.module_.write(X_support, codes[0], weight)
+                return {"memory": memory, "weight": weight, "recalled": []}, None
+            memory = [m[0] for m in self.module_.write(X_support.unsqueeze(0), codes, combined, recalled)]
+        return {"memory": memory, "weight": combined[0], "recalled": names[0]}, None
 
     def _predict_state(self, state, X):
         return self._outputs(self.module_.read(X, state["memory"], state["weight"]))
@@ -238,6 +382,24 @@ _PARAMETERS = """
         rows read the memory.
     n_heads : int, default=4
         Attention heads of every layer.
+    task_memory : int, default=0
+        Most past tasks kept in a memory of tasks (0: none). ``fit`` writes
+        its tasks to it (and ``partial_fit`` its own, see
+        ``write_on_partial_fit``); when it is full, the least recently used
+        task (written or recalled in meta-training) is evicted. A support
+        set then recalls the ``n_recalled`` past tasks whose rows explain
+        it best, and their rows join it in memory, marked as recalled.
+        Meta-training episodes recall past tasks other than their own, so
+        the network learns how far to trust them. Classification rows keep
+        their tasks' own labels: recall helps where tasks share label
+        meanings and recur with variations.
+    n_recalled : int, default=1
+        Past tasks a support set recalls (with ``task_memory``).
+    memory_rows : int, default=32
+        Rows kept of each past task, a seeded random sample.
+    write_on_partial_fit : bool, default=True
+        Whether ``partial_fit`` writes its tasks to the memory of tasks;
+        ``fit`` always does.
 {episodic}"""
 
 
@@ -259,6 +421,10 @@ class MemoryClassifier(MetaClassifierMixin, _Memory):
     ----------
     module_ : InContextNet
         The meta-learned network.
+    task_memory_ : list of dict
+        The memory of past tasks: per task, its ``name`` and the ``X`` and
+        ``y`` of the rows kept (empty with ``task_memory=0``). An adapted
+        estimator's ``state_["recalled"]`` names the tasks it recalled.
     history_ : skorch.History
         Per epoch: ``train_loss``, ``valid_loss``, ``valid_score`` (query
         accuracy of meta-validation episodes), ``dur``.
@@ -325,6 +491,10 @@ class MemoryRegressor(_Memory):
     ----------
     module_ : InContextNet
         The meta-learned network.
+    task_memory_ : list of dict
+        The memory of past tasks: per task, its ``name`` and the ``X`` and
+        ``y`` of the rows kept (empty with ``task_memory=0``). An adapted
+        estimator's ``state_["recalled"]`` names the tasks it recalled.
     history_ : skorch.History
         Per epoch: ``train_loss``, ``valid_loss``, ``valid_score`` (query
         R² of meta-validation episodes), ``dur``.

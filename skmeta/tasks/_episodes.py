@@ -342,6 +342,11 @@ class EpisodeBatch:
     y_query : Tensor of shape (n_episodes, n_query)
     support_weight : Tensor of shape (n_episodes, n_support) or None, default=None
     query_weight : Tensor of shape (n_episodes, n_query) or None, default=None
+    tasks : tuple or None, default=None
+        The name of each episode's task, when known.
+    classes : tuple of ndarray or None, default=None
+        Classification: each episode's task labels behind its episode labels
+        (:attr:`Episode.classes`), when known.
 
     Examples
     --------
@@ -360,6 +365,8 @@ class EpisodeBatch:
     y_query: torch.Tensor
     support_weight: torch.Tensor | None = None
     query_weight: torch.Tensor | None = None
+    tasks: tuple | None = None
+    classes: tuple | None = None
 
     @classmethod
     def stack(cls, episodes, *, device="cpu", classification=True):
@@ -385,7 +392,20 @@ class EpisodeBatch:
                 weight = tensor(np.arange(longest) < sizes[:, None], torch.float32)
             parts[side] = (tensor(X_values, torch.float32), tensor(y_values, target_dtype))
             weights[side] = weight
-        return cls(*parts["support"], *parts["query"], weights["support"], weights["query"])
+        return cls(*parts["support"], *parts["query"], weights["support"], weights["query"],
+                   tasks=tuple(episode.task for episode in episodes),
+                   classes=tuple(episode.classes for episode in episodes) if classification else None)
+
+    def episodes(self, start, stop):
+        """The episodes ``start`` to ``stop`` of the batch, as a batch."""
+        def part(values):
+            return None if values is None else values[start:stop]
+
+        return EpisodeBatch(
+            *(part(t) for t in (self.X_support, self.y_support, self.X_query, self.y_query,
+                                self.support_weight, self.query_weight)),
+            tasks=part(self.tasks), classes=part(self.classes),
+        )
 
     @property
     def padded(self):
