@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ._common import ROOT, machine
 
-BENCHMARKS = ("sinusoid", "tabular", "episodes", "latency", "overheads", "peers")
+BENCHMARKS = ("sinusoid", "tabular", "episodes", "families", "lifelong", "latency", "overheads", "peers")
 RESULTS = ROOT / "benchmarks" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
 
