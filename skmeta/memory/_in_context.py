@@ -26,6 +26,7 @@ import torch
 from sklearn.utils._param_validation import Interval
 from torch import nn
 
+from .._attention import weighted_softmax
 from .._base import MetaClassifierMixin, MetaLearner
 from .._base._docs import episodic_parameters
 from .._base._training import _support_statistics
@@ -64,10 +65,9 @@ def attention(queries, keys, values, n_heads, weight=None):
         return t.reshape(*t.shape[:-1], n_heads, head).transpose(-2, -3)
 
     scores = split(queries) @ split(keys).transpose(-1, -2) / math.sqrt(head)
-    if weight is not None:
-        weight = weight.to(scores.dtype).unsqueeze(-2).unsqueeze(-2)
-        scores = torch.where(weight > 0, scores + weight.clamp_min(1e-30).log(), -torch.inf)
-    read = torch.softmax(scores, dim=-1) @ split(values)
+    if weight is not None:  # one weight per key, for every head and query
+        weight = weight.unsqueeze(-2).unsqueeze(-2)
+    read = weighted_softmax(scores, weight) @ split(values)
     return read.transpose(-2, -3).reshape(*lead, n_queries, width)
 
 

@@ -29,6 +29,8 @@ import math
 import numpy as np
 import torch
 
+from .._attention import weighted_softmax
+
 
 def write_tasks(entries, used, tasks, *, capacity, n_rows, clock, seed):
     """Write tasks to a bounded memory; evict the least recently used when full.
@@ -218,9 +220,8 @@ def recall(net, X_support, codes_support, support_weight, X_memory, codes_memory
             row_loss = torch.where(has_class > 0, row_loss, torch.inf)
         else:
             scores = torch.einsum("esw,mrw->emsr", queries, keys) / math.sqrt(keys.shape[-1])
-            scores = torch.where(weight_memory.unsqueeze(-2) > 0,
-                                 scores + weight_memory.clamp_min(1e-30).log().unsqueeze(-2), -torch.inf)
-            predicted = torch.einsum("emsr,emrc->emsc", torch.softmax(scores, dim=-1), codes_memory)
+            attended = weighted_softmax(scores, weight_memory.unsqueeze(-2))
+            predicted = torch.einsum("emsr,emrc->emsc", attended, codes_memory)
             row_loss = ((predicted - codes_support.unsqueeze(1)) ** 2).squeeze(-1)
         weight = (torch.ones_like(codes_support[..., 0]) if support_weight is None
                   else support_weight.to(row_loss.dtype)).unsqueeze(1)

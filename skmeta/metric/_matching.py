@@ -20,6 +20,7 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
+from .._attention import weighted_softmax
 from .._base import MetaClassifierMixin, MetaLearner
 from .._base._docs import episodic_parameters
 from .._mlp import MLP
@@ -83,10 +84,7 @@ def attend(scores, weight=None):
     >>> attend(torch.zeros(1, 3), weight=torch.tensor([1.0, 3.0, 0.0]))
     tensor([[0.2500, 0.7500, 0.0000]])
     """
-    if weight is not None:
-        weight = weight.to(scores.dtype).unsqueeze(-2)
-        scores = torch.where(weight > 0, scores + weight.clamp_min(1e-30).log(), -torch.inf)
-    return torch.softmax(scores, dim=-1)
+    return weighted_softmax(scores, None if weight is None else weight.unsqueeze(-2))
 
 
 def context(rows, keys, projections, weight=None):
