@@ -21,12 +21,11 @@ from skmeta import (
     MAMLClassifier,
     MAMLRegressor,
     ProtoNetClassifier,
-    ReptileClassifier,
-    ReptileRegressor,
 )
 from skmeta.mapping import FiLMNet
 from skmeta.mapping._film import conditioned_outputs, encode_task
 from skmeta.tasks import TaskCollection
+from skmeta.utils import all_learners
 
 FAST = dict(max_epochs=1, n_episodes=4, meta_batch_size=2, n_shots=2, n_queries=3,
             train_split=None, device="cpu", random_state=0, module__hidden_sizes=(8,))
@@ -80,11 +79,19 @@ def _last_linear(module):
 # ------------------------------------------------------------ exactness
 
 
-def test_an_untrained_unadapted_classifier_predicts_the_prior_exactly():
+def _inner_loop_learners(kind):
+    """Every learner of the optimization family (each takes ``prior=``), as test parameters."""
+    return [pytest.param(cls, id=name) for name, cls in all_learners(kind)
+            if cls.__module__.startswith("skmeta.optimization.")]
+
+
+@pytest.mark.parametrize("Classifier", _inner_loop_learners("classifier"))
+def test_an_untrained_unadapted_inner_loop_classifier_predicts_the_prior_exactly(Classifier):
     tasks = group_table(6, regression=False, classes=("a", "b", "c"))
-    meta = MAMLClassifier(prior=LogisticRegression(), prior_cv=3, **{**FAST, **FROZEN}).fit(tasks)
-    assert meta.module_.module is not None  # the backbone, wrapped
-    assert float(_last_linear(meta.module_).abs().max()) < 1e-20  # started at zero
+    meta = Classifier(prior=LogisticRegression(), prior_cv=3, **{**FAST, **FROZEN}).fit(tasks)
+    backbone = meta._backbone()
+    assert backbone.module is not None  # the backbone, wrapped (inside the learner's container, if any)
+    assert float(_last_linear(backbone).abs().max()) < 1e-20  # started at zero
     assert list(meta.prior_.classes_) == ["a", "b", "c"]
 
     new = group_table(2, regression=False, classes=("a", "b", "c"), seed=1)
@@ -102,17 +109,30 @@ def test_an_untrained_unadapted_classifier_predicts_the_prior_exactly():
 
 
 @pytest.mark.parametrize("standardize_targets", [False, True])
-def test_an_untrained_unadapted_regressor_predicts_the_prior_exactly(standardize_targets):
+@pytest.mark.parametrize("Regressor", _inner_loop_learners("regressor"))
+def test_an_untrained_unadapted_inner_loop_regressor_predicts_the_prior_exactly(Regressor,
+                                                                               standardize_targets):
     tasks = group_table(6, regression=True)
-    meta = MAMLRegressor(prior=Ridge(), prior_cv=3, standardize_targets=standardize_targets,
-                         **{**FAST, **FROZEN}).fit(tasks)
-    assert float(_last_linear(meta.module_).abs().max()) < 1e-20
+    meta = Regressor(prior=Ridge(), prior_cv=3, standardize_targets=standardize_targets,
+                     **{**FAST, **FROZEN}).fit(tasks)
+    assert float(_last_linear(meta._backbone()).abs().max()) < 1e-20
     task = group_table(1, regression=True, seed=1)[0]
     X_support, y_support = task.X[:5], task.y[:5]
     expected = meta.prior_.predict(task.X)
     if standardize_targets:  # adapting from zero: the support's mean residual
         expected = expected + np.mean(y_support - meta.prior_.predict(X_support))
     np.testing.assert_allclose(meta.predict(task.X, X_support, y_support), expected, rtol=1e-6)
+
+
+def test_with_steps_the_learned_optimizer_moves_the_correction_off_the_prior():
+    from skmeta import MetaLSTMClassifier
+    tasks = group_table(6, regression=False, classes=("a", "b", "c"))
+    meta = MetaLSTMClassifier(prior=LogisticRegression(), prior_cv=3, **{**FAST, **FROZEN}).fit(tasks)
+    assert meta._backbone() is meta.module_.network  # the wrapped backbone, in the container
+    task = group_table(1, regression=False, classes=("a", "b", "c"), seed=1)[0]
+    still = meta.adapt(task.X[:10], task.y[:10])
+    moved = meta.set_params(adapt_steps=2).adapt(task.X[:10], task.y[:10])
+    assert np.abs(moved.predict_proba(task.X) - still.predict_proba(task.X)).max() > 1e-4
 
 
 def test_an_untrained_film_classifier_predicts_the_prior_exactly():
@@ -497,73 +517,6 @@ def test_what_cannot_work_with_finetune_is_refused_with_the_fix():
         meta.fit(tasks)
 
 
-def test_an_untrained_unadapted_reptile_classifier_predicts_the_prior_exactly():
-    tasks = group_table(6, regression=False, classes=("a", "b", "c"))
-    meta = ReptileClassifier(prior=LogisticRegression(), prior_cv=3, **{**FAST, **FROZEN}).fit(tasks)
-    assert meta.module_.module is not None  # the backbone, wrapped
-    assert float(_last_linear(meta.module_).abs().max()) < 1e-20  # started at zero
-    new = group_table(2, regression=False, classes=("a", "b", "c"), seed=1)
-    for task in new:  # classes ("a", "b"), then ("b", "c"): the matching columns
-        adapted = meta.adapt(task.X[:10], task.y[:10])
-        columns = np.searchsorted(meta.prior_.classes_, adapted.classes_)
-        expected = meta.prior_.predict_proba(task.X)[:, columns]
-        expected /= expected.sum(axis=1, keepdims=True)
-        np.testing.assert_allclose(adapted.predict_proba(task.X), expected, rtol=1e-6)
-
-
-@pytest.mark.parametrize("standardize_targets", [False, True])
-def test_an_untrained_unadapted_reptile_regressor_predicts_the_prior_exactly(standardize_targets):
-    tasks = group_table(6, regression=True)
-    meta = ReptileRegressor(prior=Ridge(), prior_cv=3, standardize_targets=standardize_targets,
-                            **{**FAST, **FROZEN}).fit(tasks)
-    assert float(_last_linear(meta.module_).abs().max()) < 1e-20
-    task = group_table(1, regression=True, seed=1)[0]
-    X_support, y_support = task.X[:5], task.y[:5]
-    expected = meta.prior_.predict(task.X)
-    if standardize_targets:  # adapting from zero: the support's mean residual
-        expected = expected + np.mean(y_support - meta.prior_.predict(X_support))
-    np.testing.assert_allclose(meta.predict(task.X, X_support, y_support), expected, rtol=1e-6)
-
-
-def _metasgd_and_anil(kind):
-    from skmeta import ANILClassifier, ANILRegressor, MetaSGDClassifier, MetaSGDRegressor
-    if kind == "classifier":
-        return [pytest.param(MetaSGDClassifier, id="MetaSGD"), pytest.param(ANILClassifier, id="ANIL")]
-    return [pytest.param(MetaSGDRegressor, id="MetaSGD"), pytest.param(ANILRegressor, id="ANIL")]
-
-
-@pytest.mark.parametrize("Classifier", _metasgd_and_anil("classifier"))
-def test_an_untrained_unadapted_metasgd_or_anil_classifier_predicts_the_prior_exactly(Classifier):
-    tasks = group_table(6, regression=False, classes=("a", "b", "c"))
-    meta = Classifier(prior=LogisticRegression(), prior_cv=3, **{**FAST, **FROZEN}).fit(tasks)
-    backbone = meta._backbone()
-    assert backbone.module is not None  # the backbone, wrapped (Meta-SGD: inside its container)
-    assert float(_last_linear(backbone).abs().max()) < 1e-20  # started at zero
-    new = group_table(2, regression=False, classes=("a", "b", "c"), seed=1)
-    for task in new:  # classes ("a", "b"), then ("b", "c"): the matching columns
-        adapted = meta.adapt(task.X[:10], task.y[:10])
-        columns = np.searchsorted(meta.prior_.classes_, adapted.classes_)
-        expected = meta.prior_.predict_proba(task.X)[:, columns]
-        expected /= expected.sum(axis=1, keepdims=True)
-        np.testing.assert_allclose(adapted.predict_proba(task.X), expected, rtol=1e-6)
-
-
-@pytest.mark.parametrize("standardize_targets", [False, True])
-@pytest.mark.parametrize("Regressor", _metasgd_and_anil("regressor"))
-def test_an_untrained_unadapted_metasgd_or_anil_regressor_predicts_the_prior_exactly(Regressor,
-                                                                                    standardize_targets):
-    tasks = group_table(6, regression=True)
-    meta = Regressor(prior=Ridge(), prior_cv=3, standardize_targets=standardize_targets,
-                     **{**FAST, **FROZEN}).fit(tasks)
-    assert float(_last_linear(meta._backbone()).abs().max()) < 1e-20
-    task = group_table(1, regression=True, seed=1)[0]
-    X_support, y_support = task.X[:5], task.y[:5]
-    expected = meta.prior_.predict(task.X)
-    if standardize_targets:  # adapting from zero: the support's mean residual
-        expected = expected + np.mean(y_support - meta.prior_.predict(X_support))
-    np.testing.assert_allclose(meta.predict(task.X, X_support, y_support), expected, rtol=1e-6)
-
-
 def test_anil_adapts_the_same_with_a_prior_whether_it_caches_the_support_embedding_or_not():
     from skmeta import ANILClassifier
     tasks = group_table(6, regression=False, classes=("a", "b", "c"))
@@ -578,38 +531,3 @@ def test_anil_adapts_the_same_with_a_prior_whether_it_caches_the_support_embeddi
     # ... and the comparison can see a difference: adapting moved them off the prior's.
     frozen = ANILClassifier(prior=LogisticRegression(), prior_cv=3, **{**settings, **FROZEN}).fit(tasks)
     assert np.abs(got - frozen.predict_proba(task.X, task.X[:10], task.y[:10])).max() > 1e-3
-
-
-def test_an_untrained_unadapted_meta_lstm_classifier_predicts_the_prior_exactly():
-    from skmeta import MetaLSTMClassifier
-    tasks = group_table(6, regression=False, classes=("a", "b", "c"))
-    meta = MetaLSTMClassifier(prior=LogisticRegression(), prior_cv=3, **{**FAST, **FROZEN}).fit(tasks)
-    backbone = meta._backbone()
-    assert backbone is meta.module_.network and backbone.module is not None  # wrapped, in the container
-    assert float(_last_linear(backbone).abs().max()) < 1e-20  # started at zero (not the optimizer's)
-    new = group_table(2, regression=False, classes=("a", "b", "c"), seed=1)
-    for task in new:  # classes ("a", "b"), then ("b", "c"): the matching columns
-        adapted = meta.adapt(task.X[:10], task.y[:10])
-        columns = np.searchsorted(meta.prior_.classes_, adapted.classes_)
-        expected = meta.prior_.predict_proba(task.X)[:, columns]
-        expected /= expected.sum(axis=1, keepdims=True)
-        np.testing.assert_allclose(adapted.predict_proba(task.X), expected, rtol=1e-6)
-    # With steps, the learned optimizer moves the correction away from zero.
-    task = new[0]
-    moved = meta.set_params(adapt_steps=2).adapt(task.X[:10], task.y[:10])
-    assert np.abs(moved.predict_proba(task.X) - adapted.predict_proba(task.X)).max() > 1e-4
-
-
-@pytest.mark.parametrize("standardize_targets", [False, True])
-def test_an_untrained_unadapted_meta_lstm_regressor_predicts_the_prior_exactly(standardize_targets):
-    from skmeta import MetaLSTMRegressor
-    tasks = group_table(6, regression=True)
-    meta = MetaLSTMRegressor(prior=Ridge(), prior_cv=3, standardize_targets=standardize_targets,
-                             **{**FAST, **FROZEN}).fit(tasks)
-    assert float(_last_linear(meta._backbone()).abs().max()) < 1e-20
-    task = group_table(1, regression=True, seed=1)[0]
-    X_support, y_support = task.X[:5], task.y[:5]
-    expected = meta.prior_.predict(task.X)
-    if standardize_targets:  # adapting from zero: the support's mean residual
-        expected = expected + np.mean(y_support - meta.prior_.predict(X_support))
-    np.testing.assert_allclose(meta.predict(task.X, X_support, y_support), expected, rtol=1e-6)
