@@ -397,7 +397,27 @@ class EpisodeBatch:
                    classes=tuple(episode.classes for episode in episodes) if classification else None)
 
     def episodes(self, start, stop):
-        """The episodes ``start`` to ``stop`` of the batch, as a batch."""
+        """The episodes ``start`` to ``stop`` of the batch, as a batch.
+
+        Parameters
+        ----------
+        start, stop : int
+            Positions along the meta-batch axis, as in a slice.
+
+        Returns
+        -------
+        EpisodeBatch
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmeta.tasks import EpisodeBatch, EpisodeSampler
+        >>> sampler, rng = EpisodeSampler(n_shots=2, n_queries=3), np.random.default_rng(0)
+        >>> episodes = [sampler.sample(np.zeros((10, 4)), np.array([0, 1] * 5), rng, task=name)
+        ...             for name in "abc"]
+        >>> EpisodeBatch.stack(episodes).episodes(1, 3).tasks
+        ('b', 'c')
+        """
         def part(values):
             return None if values is None else values[start:stop]
 
