@@ -18,7 +18,10 @@ class DivergenceError(ValueError, ArithmeticError):
 
 
 class AdaptationWarning(UserWarning):
-    """Adapting to a support set needed smaller steps than ``inner_lr``.
+    """A support set that adapting could not use as asked.
+
+    Gradient steps had to be smaller than ``inner_lr``, or a neighbour vote
+    took the whole support set.
 
     Examples
     --------

@@ -14,8 +14,10 @@ Functional core: :func:`neighbor_votes`. Estimator:
 
 import contextlib
 import inspect
+import warnings
 from numbers import Integral
 
+import numpy as np
 import torch
 from sklearn.base import clone
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -24,6 +26,8 @@ from .._base import MetaClassifierMixin, MetaLearner
 from .._base._docs import episodic_parameters
 from .._base._parameters import _refuse_fit_params, _refuse_plain_scorer
 from .._mlp import MLP
+from ..exceptions import AdaptationWarning
+from ..utils._stacklevel import external_stacklevel
 from ._embedding import EmbeddingMixin
 from ._protonet import _embed, prototypes, prototypical_logits
 
@@ -502,6 +506,19 @@ class EmbeddingKNNClassifier(EmbeddingMixin, MetaClassifierMixin, MetaLearner):
                                                           else batch.support_weight[e])[0])
                  for e in range(len(batch))]
         return loss, torch.stack(votes)
+
+    def _adapt_task(self, X_support, y_support, n_classes=None, sample_weight=None, classes=None):
+        n_voters = (len(y_support) if sample_weight is None
+                    else int((np.asarray(sample_weight) > 0).sum()))
+        if self.weights == "uniform" and self.n_neighbors >= n_voters:
+            warnings.warn(
+                f"n_neighbors={self.n_neighbors} is at least the {n_voters} support row(s): every "
+                "query row's neighbours are the whole support set, so each gets the support's "
+                "class shares and no row decides. Lower n_neighbors (1 at one shot per class), or "
+                "set weights='distance'.",
+                AdaptationWarning, stacklevel=external_stacklevel(),
+            )
+        return super()._adapt_task(X_support, y_support, n_classes, sample_weight, classes)
 
     def _adapt(self, X_support, y_support, n_classes, weight=None):
         with torch.no_grad():

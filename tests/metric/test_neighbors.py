@@ -1,6 +1,7 @@
 """Tests of skmeta/metric/_neighbors.py: neighbour votes and EmbeddingKNNClassifier."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from skmeta import MAMLClassifier, MatchingNetClassifier, MatchingNetRegressor, ProtoNetClassifier
 from skmeta.datasets import make_blob_tasks
+from skmeta.exceptions import AdaptationWarning
 from skmeta.io import dump, load
 from skmeta.metric._neighbors import EmbeddingKNNClassifier, neighbor_votes
 
@@ -201,3 +203,18 @@ def test_a_prototypical_network_as_embedding_trains_what_no_embedding_trains(fas
     # A learner of this kind nests: its own embedding, read again.
     nested = EmbeddingKNNClassifier(embedding=EmbeddingKNNClassifier(**fast_params)).fit(blob_tasks)
     np.testing.assert_array_equal(nested.transform(blob_tasks[0].X), own.transform(blob_tasks[0].X))
+
+
+def test_a_vote_of_the_whole_support_set_is_warned_of_with_the_fix():
+    tasks = make_blob_tasks(n_tasks=6, n_rows_per_class=10, n_features=4, random_state=0)
+    meta = EmbeddingKNNClassifier(n_neighbors=3, max_epochs=1, n_episodes=4, train_split=None,
+                                  random_state=0).fit(tasks)
+    task = tasks[0]
+    support = np.concatenate([np.flatnonzero(task.y == c)[:1] for c in (0, 1)])
+    with pytest.warns(AdaptationWarning, match="n_neighbors=3 is at least the 2 support row"):
+        adapted = meta.adapt(task.X[support], task.y[support])
+    np.testing.assert_allclose(adapted.predict_proba(task.X), 0.5)  # what the warning says
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AdaptationWarning)
+        meta.set_params(n_neighbors=1).adapt(task.X[support], task.y[support])
+        meta.set_params(n_neighbors=3, weights="distance").adapt(task.X[support], task.y[support])
