@@ -399,7 +399,7 @@ _PARAMETERS = """
         Rows kept of each past task, a seeded random sample.
     write_on_partial_fit : bool, default=True
         Whether ``partial_fit`` writes its tasks to the memory of tasks;
-        ``fit`` always does.
+        ``fit`` always does (with ``warm_start``, as ``partial_fit`` does).
 {episodic}"""
 
 

@@ -172,6 +172,9 @@ def test_partial_fit_writes_its_tasks_only_when_write_on_partial_fit(write):
         assert len(names) == 6 and {t.name for t in tasks[4:8]} <= set(names)
     else:
         assert names == [t.name for t in tasks[:4]]
+    # a warm-started fit goes on as partial_fit does
+    meta.set_params(warm_start=True).fit(tasks[8:10])
+    assert ({t.name for t in tasks[8:10]} <= {e["name"] for e in meta.task_memory_}) == write
 
 
 def test_tasks_recalled_in_meta_training_outlive_those_never_recalled():
