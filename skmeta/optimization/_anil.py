@@ -26,6 +26,7 @@ from ._base import (
     InnerLoopClassifier,
     InnerLoopRegressor,
     parameters_doc,
+    query_loss,
     vmap_episodes,
 )
 from ._maml import _MAML, _REGRESSOR_LR_NOTE
@@ -267,10 +268,7 @@ def anil_loss(module, params, batch, *, loss_fn, inner_lr, steps, first_order=Fa
             first_order=first_order, weight=support_weight,
             cache_support_embedding=cache_support_embedding,
         )
-        outputs = functional_call(module, adapted, (X_query,))
-        if query_weight is None:
-            return loss_fn(outputs, y_query), outputs
-        return loss_fn(outputs, y_query, query_weight), outputs
+        return query_loss(module, adapted, X_query, y_query, loss_fn=loss_fn, query_weight=query_weight)
 
     return vmap_episodes(episode, batch)
 

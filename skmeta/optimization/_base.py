@@ -61,6 +61,41 @@ def vmap_episodes(episode, batch):
     return losses.mean(), outputs
 
 
+def query_loss(module, adapted, X_query, y_query, *, loss_fn, query_weight=None):
+    """The query loss of adapted weights, and the query outputs.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+    adapted : dict of str to Tensor
+        The weights after the inner steps, for ``functional_call``.
+    X_query, y_query : Tensor
+    loss_fn : callable
+        ``loss_fn(output, y)``, or ``loss_fn(output, y, weight)`` with weights.
+    query_weight : Tensor or None, default=None
+        Query row weights (0 on padding).
+
+    Returns
+    -------
+    loss : Tensor
+    outputs : Tensor
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch.nn.functional import mse_loss
+    >>> model = torch.nn.Linear(1, 1, bias=False)
+    >>> loss, outputs = query_loss(model, {"weight": torch.tensor([[2.0]])}, torch.ones(3, 1),
+    ...                            torch.ones(3, 1), loss_fn=mse_loss)
+    >>> float(loss), outputs.shape
+    (1.0, torch.Size([3, 1]))
+    """
+    outputs = functional_call(module, adapted, (X_query,))
+    if query_weight is None:
+        return loss_fn(outputs, y_query), outputs
+    return loss_fn(outputs, y_query, query_weight), outputs
+
+
 class InnerLoopLearner(MetaLearner):
     """A meta-learner that adapts by guarded gradient steps on the support set."""
 

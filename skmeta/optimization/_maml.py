@@ -20,6 +20,7 @@ from ._base import (
     InnerLoopLearner,
     InnerLoopRegressor,
     parameters_doc,
+    query_loss,
     vmap_episodes,
 )
 
@@ -105,10 +106,7 @@ def maml_loss(module, params, batch, *, loss_fn, inner_lr, steps, first_order=Fa
             module, params, X_support, y_support, loss_fn=loss_fn, inner_lr=inner_lr,
             steps=steps, first_order=first_order, weight=support_weight,
         )
-        outputs = functional_call(module, adapted, (X_query,))
-        if query_weight is None:
-            return loss_fn(outputs, y_query), outputs
-        return loss_fn(outputs, y_query, query_weight), outputs
+        return query_loss(module, adapted, X_query, y_query, loss_fn=loss_fn, query_weight=query_weight)
 
     return vmap_episodes(episode, batch)
 

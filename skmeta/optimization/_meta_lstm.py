@@ -34,6 +34,7 @@ from ._base import (
     InnerLoopLearner,
     InnerLoopRegressor,
     parameters_doc,
+    query_loss,
     vmap_episodes,
 )
 
@@ -307,10 +308,7 @@ def meta_lstm_loss(module, params, optimizer, batch, *, loss_fn, steps, first_or
             module, params, optimizer, X_support, y_support, loss_fn=loss_fn, steps=steps,
             first_order=first_order, truncation=truncation, weight=support_weight,
         )
-        outputs = functional_call(module, adapted, (X_query,))
-        if query_weight is None:
-            return loss_fn(outputs, y_query), outputs
-        return loss_fn(outputs, y_query, query_weight), outputs
+        return query_loss(module, adapted, X_query, y_query, loss_fn=loss_fn, query_weight=query_weight)
 
     return vmap_episodes(episode, batch)
 
