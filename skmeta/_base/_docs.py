@@ -126,7 +126,7 @@ def episodic_parameters(*, criterion, classification, lr="1e-3", max_epochs="20"
     )
 
 
-def fitted_attributes(*, classification, own="", prior=True):
+def fitted_attributes(*, classification, own="", prior=True, fixed_ways=True):
     """The ``Attributes`` section: ``own`` entries (``module_`` first), then the shared ones.
 
     Parameters
@@ -137,6 +137,10 @@ def fitted_attributes(*, classification, own="", prior=True):
         The learner's own entries, indented as entries are.
     prior : bool, default=True
         Whether to list ``prior_``.
+    fixed_ways : bool, default=True
+        Whether a support set must have exactly ``n_ways_`` classes (a
+        learner with an output layer of that width); False for learners that
+        take any number of classes when adapting.
 
     Returns
     -------
@@ -153,7 +157,8 @@ def fitted_attributes(*, classification, own="", prior=True):
     ways = fitted_prior = ""
     if classification:
         ways = ("    n_ways_ : int\n"
-                "        Classes per episode; a support set must have exactly as many.\n")
+                + ("        Classes per episode; a support set must have exactly as many.\n" if fixed_ways
+                   else "        Classes per training episode.\n"))
     if prior:
         fitted_prior = ("    prior_ : sklearn estimator\n"
                         "        ``prior`` fitted on all training rows; only when ``prior`` is set.\n")

@@ -28,7 +28,7 @@ from torch import nn
 
 from .._attention import weighted_softmax
 from .._base import MetaClassifierMixin, MetaLearner
-from .._base._docs import episodic_parameters
+from .._base._docs import episodic_parameters, fitted_attributes
 from .._base._training import _support_statistics
 from ..tasks import EpisodeBatch
 from ._task_memory import memory_codes, recall, write_tasks
@@ -365,6 +365,14 @@ class _Memory(MetaLearner):
         return outputs
 
 
+_OWN_ATTRIBUTES = """    module_ : InContextNet
+        The meta-learned network.
+    task_memory_ : list of dict
+        The memory of past tasks: per task, its ``name`` and the ``X`` and
+        ``y`` of the rows kept (empty with ``task_memory=0``). An adapted
+        estimator's ``state_["recalled"]`` names the tasks it recalled.
+"""
+
 _PARAMETERS = """
     Parameters
     ----------
@@ -416,25 +424,7 @@ class MemoryClassifier(MetaClassifierMixin, _Memory):
     """ + _PARAMETERS.format(episodic=episodic_parameters(
         criterion="Loss on the query logits; None is ``torch.nn.CrossEntropyLoss``.",
         classification=True,
-    )) + """
-    Attributes
-    ----------
-    module_ : InContextNet
-        The meta-learned network.
-    task_memory_ : list of dict
-        The memory of past tasks: per task, its ``name`` and the ``X`` and
-        ``y`` of the rows kept (empty with ``task_memory=0``). An adapted
-        estimator's ``state_["recalled"]`` names the tasks it recalled.
-    history_ : skorch.History
-        Per epoch: ``train_loss``, ``valid_loss``, ``valid_score`` (query
-        accuracy of meta-validation episodes), ``dur``.
-    n_features_in_ : int
-        Number of features.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Feature names, when the tasks had string column names.
-    n_ways_ : int
-        Classes per episode; a support set must have exactly as many.
-
+    )) + fitted_attributes(classification=True, own=_OWN_ATTRIBUTES, prior=False) + """
     See Also
     --------
     MemoryRegressor : The same for regression.
@@ -486,23 +476,7 @@ class MemoryRegressor(_Memory):
     """ + _PARAMETERS.format(episodic=episodic_parameters(
         criterion="Loss on the query predictions; None is ``torch.nn.MSELoss``.",
         classification=False,
-    )) + """
-    Attributes
-    ----------
-    module_ : InContextNet
-        The meta-learned network.
-    task_memory_ : list of dict
-        The memory of past tasks: per task, its ``name`` and the ``X`` and
-        ``y`` of the rows kept (empty with ``task_memory=0``). An adapted
-        estimator's ``state_["recalled"]`` names the tasks it recalled.
-    history_ : skorch.History
-        Per epoch: ``train_loss``, ``valid_loss``, ``valid_score`` (query
-        R² of meta-validation episodes), ``dur``.
-    n_features_in_ : int
-        Number of features.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Feature names, when the tasks had string column names.
-
+    )) + fitted_attributes(classification=False, own=_OWN_ATTRIBUTES, prior=False) + """
     See Also
     --------
     MemoryClassifier : The same for classification.

@@ -22,7 +22,7 @@ from torch import nn
 
 from .._attention import weighted_softmax
 from .._base import MetaClassifierMixin, MetaLearner
-from .._base._docs import episodic_parameters
+from .._base._docs import episodic_parameters, fitted_attributes
 from .._mlp import MLP
 from ._embedding import EmbeddingMixin
 
@@ -238,6 +238,11 @@ class _MatchingNet(EmbeddingMixin, MetaLearner):
         return outputs
 
 
+_OWN_ATTRIBUTES = """    module_ : MatchingNet
+        The meta-learned embedding (``module_.embedding``), kernel scale and
+        context layers.
+"""
+
 _PARAMETERS = """
     Parameters
     ----------
@@ -275,22 +280,7 @@ class MatchingNetClassifier(MetaClassifierMixin, _MatchingNet):
         criterion="Loss on the log of the query probabilities; None is\n"
                   "        ``torch.nn.CrossEntropyLoss`` (the negative log-likelihood).",
         classification=True,
-    )) + """
-    Attributes
-    ----------
-    module_ : MatchingNet
-        The meta-learned embedding (``module_.embedding``), kernel scale and
-        context layers.
-    history_ : skorch.History
-        Per epoch: ``train_loss``, ``valid_loss``, ``valid_score`` (query
-        accuracy of meta-validation episodes), ``dur``.
-    n_features_in_ : int
-        Number of features.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Feature names, when the tasks had string column names.
-    n_ways_ : int
-        Classes per training episode.
-
+    )) + fitted_attributes(classification=True, own=_OWN_ATTRIBUTES, prior=False, fixed_ways=False) + """
     See Also
     --------
     ProtoNetClassifier : Classifies by the nearest class mean instead.
@@ -348,19 +338,7 @@ class MatchingNetRegressor(_MatchingNet):
     """ + _PARAMETERS.format(episodic=episodic_parameters(
         criterion="Loss on the query predictions; None is ``torch.nn.MSELoss``.",
         classification=False,
-    )) + """
-    Attributes
-    ----------
-    module_ : MatchingNet
-        The meta-learned embedding, kernel scale and context layers.
-    history_ : skorch.History
-        Per epoch: ``train_loss``, ``valid_loss``, ``valid_score`` (query
-        R² of meta-validation episodes), ``dur``.
-    n_features_in_ : int
-        Number of features.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Feature names, when the tasks had string column names.
-
+    )) + fitted_attributes(classification=False, own=_OWN_ATTRIBUTES, prior=False) + """
     See Also
     --------
     MatchingNetClassifier : The same attention over support labels.

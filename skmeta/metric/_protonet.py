@@ -8,7 +8,7 @@ functions on tensors with a leading meta-batch axis. Estimator:
 import torch
 
 from .._base import MetaClassifierMixin, MetaLearner
-from .._base._docs import episodic_parameters
+from .._base._docs import episodic_parameters, fitted_attributes
 from ._embedding import EmbeddingMixin
 
 
@@ -92,21 +92,10 @@ class ProtoNetClassifier(EmbeddingMixin, MetaClassifierMixin, MetaLearner):
 """ + episodic_parameters(
         criterion="Loss on the query logits; None is ``torch.nn.CrossEntropyLoss``.",
         classification=True,
+    ) + fitted_attributes(
+        classification=True, prior=False, fixed_ways=False,
+        own="    module_ : torch.nn.Module\n        The meta-learned embedding.\n",
     ) + """
-    Attributes
-    ----------
-    module_ : torch.nn.Module
-        The meta-learned embedding.
-    history_ : skorch.History
-        Per epoch: ``train_loss``, ``valid_loss``, ``valid_score`` (query
-        accuracy of meta-validation episodes), ``dur``.
-    n_features_in_ : int
-        Number of features.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Feature names, when the tasks had string column names.
-    n_ways_ : int
-        Classes per training episode.
-
     See Also
     --------
     MAMLClassifier : Adapts the whole network by gradient steps.
