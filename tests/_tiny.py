@@ -7,12 +7,16 @@ chosen by its ``_classification`` flag and its parameters, not by its name.
 """
 
 
+import copy
+
 import numpy as np
 import pytest
+import torch
 from conftest import FAST
 
 from skmeta import MAMLClassifier, MAMLRegressor, ProtoNetClassifier, Task, TaskCollection
 from skmeta.datasets import make_blob_tasks, make_sinusoid_tasks
+from skmeta.tasks import EpisodeBatch
 from skmeta.utils import all_learners
 
 #: The learners that existed when the first tests were written; kept for
@@ -120,3 +124,23 @@ def shifted_tasks(n_tasks, *, classification, n_rows=40, n_features=8, random_st
             signal + 0.3 * rng.normal(size=n_rows))
         tasks.append(Task(X, y, name=f"task_{t}"))
     return TaskCollection(tasks)
+
+
+def classification_batch(n_episodes=3, n_ways=2, n_shots=2, n_queries=3, n_features=3):
+    """A seeded meta-batch of ``n_ways``-way episodes in float64, labels in class order."""
+    g = torch.Generator().manual_seed(0)
+
+    def labels(n):
+        return torch.arange(n_ways).repeat_interleave(n).expand(n_episodes, -1).clone()
+
+    return EpisodeBatch(
+        torch.randn(n_episodes, n_ways * n_shots, n_features, generator=g, dtype=torch.float64),
+        labels(n_shots),
+        torch.randn(n_episodes, n_ways * n_queries, n_features, generator=g, dtype=torch.float64),
+        labels(n_queries),
+    )
+
+
+def unadapted_score(meta, tasks):
+    """The episodic score of a copy of ``meta`` that takes no adaptation step."""
+    return copy.deepcopy(meta).set_params(adapt_steps=0).score(tasks)

@@ -5,6 +5,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from _tiny import classification_batch
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from torch.func import functional_call
@@ -21,20 +22,6 @@ from skmeta.tasks import EpisodeBatch
 
 def _leaf_params(module):
     return {name: p.detach().clone().requires_grad_() for name, p in module.named_parameters()}
-
-
-def _classification_batch(n_episodes=3, n_ways=2, n_shots=2, n_queries=3, n_features=3):
-    g = torch.Generator().manual_seed(0)
-
-    def labels(n):
-        return torch.arange(n_ways).repeat_interleave(n).expand(n_episodes, -1).clone()
-
-    return EpisodeBatch(
-        torch.randn(n_episodes, n_ways * n_shots, n_features, generator=g, dtype=torch.float64),
-        labels(n_shots),
-        torch.randn(n_episodes, n_ways * n_queries, n_features, generator=g, dtype=torch.float64),
-        labels(n_queries),
-    )
 
 
 def _reference_maml_loss(module, params, batch, *, loss_fn, inner_lr, steps, first_order):
@@ -68,7 +55,7 @@ def _assert_same_meta_gradient(loss, expected_loss, params):
 def test_maml_loss_second_order_meta_gradient_matches_loop_reference(steps):
     module = MLP(3, 2, hidden_sizes=(6,)).double()
     params = _leaf_params(module)
-    batch = _classification_batch()
+    batch = classification_batch()
     options = dict(loss_fn=cross_entropy, inner_lr=0.5, steps=steps)
 
     loss, outputs = maml_loss(module, params, batch, **options)
@@ -85,7 +72,7 @@ def test_maml_loss_second_order_meta_gradient_matches_loop_reference(steps):
 def test_maml_loss_first_order_detaches_inner_gradients(steps):
     module = MLP(3, 2, hidden_sizes=(6,)).double()
     params = _leaf_params(module)
-    batch = _classification_batch()
+    batch = classification_batch()
     options = dict(loss_fn=cross_entropy, inner_lr=0.5, steps=steps)
 
     def first_order_loss():

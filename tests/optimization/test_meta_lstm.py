@@ -7,6 +7,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from _tiny import classification_batch, unadapted_score
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsRegressor
 from test_parameters import meta_lstm_meta_loss
@@ -22,7 +23,6 @@ from skmeta.optimization._meta_lstm import (
     meta_lstm_loss,
     preprocess,
 )
-from skmeta.tasks import EpisodeBatch
 
 FAST = dict(max_epochs=1, n_episodes=4, meta_batch_size=2, n_shots=2, n_queries=3,
             train_split=None, device="cpu", random_state=0, module__hidden_sizes=(8,))
@@ -37,20 +37,6 @@ def _gradient_descent(optimizer, inner_lr):
         optimizer.forget_gate.weight.zero_()
         optimizer.forget_gate.bias.fill_(50.0)
     return optimizer
-
-
-def _classification_batch(n_episodes=3, n_ways=2, n_shots=2, n_queries=3, n_features=3):
-    g = torch.Generator().manual_seed(0)
-
-    def labels(n):
-        return torch.arange(n_ways).repeat_interleave(n).expand(n_episodes, -1).clone()
-
-    return EpisodeBatch(
-        torch.randn(n_episodes, n_ways * n_shots, n_features, generator=g, dtype=torch.float64),
-        labels(n_shots),
-        torch.randn(n_episodes, n_ways * n_queries, n_features, generator=g, dtype=torch.float64),
-        labels(n_queries),
-    )
 
 
 def _double_module(hidden_size=6, inner_lr=0.3, seed=0):
@@ -109,7 +95,7 @@ def test_an_untrained_optimizer_at_rate_inner_lr_without_decay_is_maml(first_ord
     _gradient_descent(module.optimizer_lstm, 0.3)
     leaves = _leaves(module)
     network, _ = _split(module, leaves)
-    batch = _classification_batch()
+    batch = classification_batch()
     loss, outputs = _core_loss(module, leaves, batch, steps=steps, first_order=first_order)
     expected, expected_outputs = maml_loss(module.network, network, batch, loss_fn=cross_entropy,
                                            inner_lr=0.3, steps=steps, first_order=first_order)
@@ -126,7 +112,7 @@ def test_an_untrained_optimizer_at_rate_inner_lr_without_decay_is_maml(first_ord
 def test_the_functional_core_matches_the_hand_written_replay(first_order):
     module = _double_module(inner_lr=0.3)
     leaves = _leaves(module)
-    batch = _classification_batch()
+    batch = classification_batch()
     loss, _ = _core_loss(module, leaves, batch, steps=3, first_order=first_order)
     settings = {"loss": cross_entropy, "inner_steps": 3, "first_order": first_order, "truncation": None}
     expected = meta_lstm_meta_loss(module, leaves, batch, settings)
@@ -140,7 +126,7 @@ def test_the_functional_core_matches_the_hand_written_replay(first_order):
 def test_truncation_back_propagates_through_the_last_steps_only(truncation):
     module = _double_module(inner_lr=0.3)
     leaves = _leaves(module)
-    batch = _classification_batch()
+    batch = classification_batch()
     loss, _ = _core_loss(module, leaves, batch, steps=4, truncation=truncation)
     settings = {"loss": cross_entropy, "inner_steps": 4, "first_order": False, "truncation": truncation}
     expected = meta_lstm_meta_loss(module, leaves, batch, settings)
@@ -160,7 +146,7 @@ def test_truncation_back_propagates_through_the_last_steps_only(truncation):
 def test_truncation_from_the_first_step_is_the_full_meta_gradient():
     module = _double_module()
     leaves = _leaves(module)
-    batch = _classification_batch()
+    batch = classification_batch()
     truncated = _gradients(_core_loss(module, leaves, batch, steps=3, truncation=3)[0], leaves)
     full = _gradients(_core_loss(module, leaves, batch, steps=3)[0], leaves)
     for name in leaves:
@@ -342,7 +328,7 @@ def test_classifier_beats_its_start_and_logistic_regression_on_new_blob_tasks(su
     meta = MetaLSTMClassifier(lr=3e-3, max_epochs=6, n_episodes=100, module__hidden_sizes=(32,),
                               device="cpu", random_state=0).fit(train)
     score = meta.score(new_tasks)
-    start = copy.deepcopy(meta).set_params(adapt_steps=0).score(new_tasks)
+    start = unadapted_score(meta, new_tasks)
     logistic = support_only_score(LogisticRegression(), new_tasks, like=meta)
     assert score > start + 0.15, (score, start)
     assert score > logistic + 0.05, (score, logistic)

@@ -5,6 +5,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from _tiny import classification_batch, unadapted_score
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsRegressor
 from torch.nn.functional import cross_entropy
@@ -13,22 +14,6 @@ from skmeta import MLP, MAMLClassifier, MAMLRegressor, MetaSGDClassifier, MetaSG
 from skmeta.datasets import make_blob_tasks, make_sinusoid_tasks
 from skmeta.optimization._maml import maml_loss
 from skmeta.optimization._metasgd import MetaSGDModule, metasgd_loss
-from skmeta.tasks import EpisodeBatch
-
-
-def _classification_batch(n_episodes=3, n_ways=2, n_shots=2, n_queries=3, n_features=3):
-    g = torch.Generator().manual_seed(0)
-
-    def labels(n):
-        return torch.arange(n_ways).repeat_interleave(n).expand(n_episodes, -1).clone()
-
-    return EpisodeBatch(
-        torch.randn(n_episodes, n_ways * n_shots, n_features, generator=g, dtype=torch.float64),
-        labels(n_shots),
-        torch.randn(n_episodes, n_ways * n_queries, n_features, generator=g, dtype=torch.float64),
-        labels(n_queries),
-    )
-
 
 # ------------------------------------------------------- equal rates are MAML
 
@@ -37,7 +22,7 @@ def _classification_batch(n_episodes=3, n_ways=2, n_shots=2, n_queries=3, n_feat
 @pytest.mark.parametrize("steps", [1, 2])
 def test_with_every_rate_at_inner_lr_the_meta_objective_is_mamls(steps, first_order):
     module = MetaSGDModule(MLP(3, 2, hidden_sizes=(6,)).double(), inner_lr=0.5)
-    batch = _classification_batch()
+    batch = classification_batch()
     loss, outputs = metasgd_loss(module, batch, loss_fn=cross_entropy, steps=steps, first_order=first_order)
     params = dict(module.network.named_parameters())
     expected, expected_outputs = maml_loss(module.network, params, batch, loss_fn=cross_entropy,
@@ -94,7 +79,7 @@ def test_with_every_rate_at_inner_lr_adapted_predictions_are_mamls(Meta, MAML, f
 @pytest.mark.parametrize("first_order", [False, True])
 def test_the_rates_get_a_meta_gradient(first_order):
     module = MetaSGDModule(MLP(3, 2, hidden_sizes=(6,)).double(), inner_lr=0.5)
-    loss, _ = metasgd_loss(module, _classification_batch(), loss_fn=cross_entropy, steps=1,
+    loss, _ = metasgd_loss(module, classification_batch(), loss_fn=cross_entropy, steps=1,
                            first_order=first_order)
     loss.backward()
     for key, rate in module.rates.items():
@@ -134,10 +119,6 @@ def test_inner_lrs_before_fit_is_not_fitted():
 # ------------------------------------------------------------------ learning
 
 
-def _mean_score(meta, tasks, adapt_steps):
-    return copy.deepcopy(meta).set_params(adapt_steps=adapt_steps).score(tasks)
-
-
 def test_regressor_adapted_beats_unadapted_and_a_support_only_model(support_only_score):
     # Seeds 0, 1 while tuning, R² adapted / un-adapted / 3-NN on the support:
     # 0.88 / 0.09 / 0.27 and 0.92 / -0.20 / 0.30.
@@ -145,7 +126,7 @@ def test_regressor_adapted_beats_unadapted_and_a_support_only_model(support_only
     new_tasks = make_sinusoid_tasks(20, random_state=100)
     meta = MetaSGDRegressor(lr=3e-3, max_epochs=5, n_shots=10, n_queries=10, device="cpu",
                             random_state=0).fit(train)
-    adapted, unadapted = meta.score(new_tasks), _mean_score(meta, new_tasks, 0)
+    adapted, unadapted = meta.score(new_tasks), unadapted_score(meta, new_tasks)
     knn = support_only_score(KNeighborsRegressor(3), new_tasks, like=meta)
     assert adapted > unadapted + 0.3 and adapted > knn + 0.2, (adapted, unadapted, knn)
 
@@ -156,6 +137,6 @@ def test_classifier_adapted_beats_unadapted_and_a_support_only_model(support_onl
     tasks = make_blob_tasks(n_tasks=60, random_state=0)
     train, new_tasks = tasks[:40], tasks[40:]
     meta = MetaSGDClassifier(max_epochs=6, device="cpu", random_state=0).fit(train)
-    adapted, unadapted = meta.score(new_tasks), _mean_score(meta, new_tasks, 0)
+    adapted, unadapted = meta.score(new_tasks), unadapted_score(meta, new_tasks)
     logistic = support_only_score(LogisticRegression(), new_tasks, like=meta)
     assert adapted > unadapted + 0.15 and adapted > logistic + 0.05, (adapted, unadapted, logistic)

@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from _tiny import classification_batch, unadapted_score
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from skorch.callbacks import Callback
@@ -61,20 +62,6 @@ def _squared_error(output, y):
     return ((output.squeeze(-1) - y) ** 2).mean()
 
 
-def _classification_batch(n_episodes=3, n_ways=2, n_shots=2, n_queries=3, n_features=3):
-    g = torch.Generator().manual_seed(0)
-
-    def labels(n):
-        return torch.arange(n_ways).repeat_interleave(n).expand(n_episodes, -1).clone()
-
-    return EpisodeBatch(
-        torch.randn(n_episodes, n_ways * n_shots, n_features, generator=g, dtype=torch.float64),
-        labels(n_shots),
-        torch.randn(n_episodes, n_ways * n_queries, n_features, generator=g, dtype=torch.float64),
-        labels(n_queries),
-    )
-
-
 def _leaf_params(module):
     return {name: p.detach().clone().requires_grad_() for name, p in module.named_parameters()}
 
@@ -95,7 +82,7 @@ def _assert_same(got, expected, rtol=1e-9, atol=1e-12):
 @pytest.mark.parametrize("inner_steps", [1, 3])
 def test_reptile_loss_gradient_step_is_the_per_task_loop(inner_steps):
     module = MLP(3, 2, hidden_sizes=(6,)).double()
-    params, batch = _leaf_params(module), _classification_batch()
+    params, batch = _leaf_params(module), classification_batch()
     options = dict(loss_fn=cross_entropy, inner_lr=0.5, steps=inner_steps)
     loss, outputs = reptile_loss(module, params, batch, **options)
     got = _step_with_the_gradient(params, loss, lr=0.3)
@@ -327,7 +314,7 @@ def test_classifier_adapted_beats_unadapted_and_logistic_regression_on_new_tasks
     train, new_tasks = tasks[:40], tasks[40:]
     meta = ReptileClassifier(max_epochs=4, train_split=None, device="cpu", random_state=0).fit(train)
     score = meta.score(new_tasks)
-    unadapted = copy.deepcopy(meta).set_params(adapt_steps=0).score(new_tasks)
+    unadapted = unadapted_score(meta, new_tasks)
     logistic = support_only_score(LogisticRegression(), new_tasks, like=meta)
     neighbours = support_only_score(KNeighborsClassifier(3), new_tasks, like=meta)
     assert score > unadapted + 0.15, (score, unadapted)
