@@ -29,7 +29,7 @@ from .._mlp import MLP
 from ..exceptions import AdaptationWarning
 from ..utils._stacklevel import external_stacklevel
 from ._embedding import EmbeddingMixin
-from ._protonet import _embed, prototypes, prototypical_logits
+from ._protonet import prototypical_loss
 
 #: Floor of a vote share, before its logarithm is taken.
 _PROBABILITY_FLOOR = 1e-12
@@ -493,11 +493,7 @@ class EmbeddingKNNClassifier(EmbeddingMixin, MetaClassifierMixin, MetaLearner):
 
     def _episode_loss(self, batch, training):
         n_ways = self.n_ways_
-        centres = prototypes(_embed(self.module_, batch.X_support), batch.y_support, n_ways,
-                             batch.support_weight)
-        logits = prototypical_logits(_embed(self.module_, batch.X_query), centres)
-        loss = self._weighted_loss(logits.reshape(-1, n_ways), batch.y_query.reshape(-1),
-                                   None if batch.query_weight is None else batch.query_weight.reshape(-1))
+        loss, logits = prototypical_loss(self.module_, batch, n_ways, self._weighted_loss)
         if training:
             return loss, logits
         # Meta-validation scores what adapting does: the neighbours' vote.

@@ -1,7 +1,8 @@
 """Prototypical networks: classify by the nearest class mean in a learned embedding.
 
-Functional core: :func:`prototypes` and :func:`prototypical_logits`, pure
-functions on tensors with a leading meta-batch axis. Estimator:
+Functional core: :func:`prototypes`, :func:`prototypical_logits` and
+:func:`prototypical_loss`, pure functions on tensors with a leading
+meta-batch axis. Estimator:
 :class:`ProtoNetClassifier`.
 """
 
@@ -73,6 +74,41 @@ def _embed(module, X):
     return module(X.reshape(-1, X.shape[-1])).reshape(*X.shape[:-1], -1)
 
 
+def prototypical_loss(module, batch, n_ways, loss_fn):
+    """The loss of a meta-batch's query rows classified by their episode's prototypes.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The embedding.
+    batch : EpisodeBatch
+    n_ways : int
+    loss_fn : callable
+        ``loss_fn(logits, labels, weight)`` over all query rows (``weight``
+        None or the query rows' weights).
+
+    Returns
+    -------
+    loss : Tensor
+    logits : Tensor of shape (n_episodes, n_query, n_ways)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmeta.tasks import EpisodeBatch
+    >>> batch = EpisodeBatch(torch.tensor([[[0.0], [2.0]]]), torch.tensor([[0, 1]]),
+    ...                      torch.tensor([[[0.0]]]), torch.tensor([[0]]))
+    >>> loss, logits = prototypical_loss(torch.nn.Identity(), batch, 2,
+    ...                                  lambda z, y, w: torch.nn.functional.cross_entropy(z, y))
+    >>> logits
+    tensor([[[-0., -4.]]])
+    """
+    centres = prototypes(_embed(module, batch.X_support), batch.y_support, n_ways, batch.support_weight)
+    logits = prototypical_logits(_embed(module, batch.X_query), centres)
+    weight = None if batch.query_weight is None else batch.query_weight.reshape(-1)
+    return loss_fn(logits.reshape(-1, n_ways), batch.y_query.reshape(-1), weight), logits
+
+
 class ProtoNetClassifier(EmbeddingMixin, MetaClassifierMixin, MetaLearner):
     __doc__ = """Prototypical networks for few-shot classification.
 
@@ -119,13 +155,7 @@ class ProtoNetClassifier(EmbeddingMixin, MetaClassifierMixin, MetaLearner):
     """
 
     def _episode_loss(self, batch, training):
-        n_ways = self.n_ways_
-        centres = prototypes(_embed(self.module_, batch.X_support), batch.y_support, n_ways,
-                             batch.support_weight)
-        logits = prototypical_logits(_embed(self.module_, batch.X_query), centres)
-        loss = self._weighted_loss(logits.reshape(-1, n_ways), batch.y_query.reshape(-1),
-                                   None if batch.query_weight is None else batch.query_weight.reshape(-1))
-        return loss, logits
+        return prototypical_loss(self.module_, batch, self.n_ways_, self._weighted_loss)
 
     def _adapt(self, X_support, y_support, n_classes, weight=None):
         with torch.no_grad():
