@@ -1,5 +1,6 @@
 """What every benchmark shares: confidence intervals, timing, the machine."""
 
+import contextlib
 import os
 import platform
 import time
@@ -106,6 +107,26 @@ def fit_episodes(estimator, tasks, n_iterations):
     size = estimator.meta_batch_size
     return EpisodeLoader(tasks, estimator._sampler(), n_episodes=n_iterations * size,
                          meta_batch_size=size, random_state=episode_rng)
+
+
+@contextlib.contextmanager
+def one_thread():
+    """torch, OpenMP and BLAS on one thread each, restored afterwards.
+
+    The models of the benchmarks are small: on 2 busy cores, two spinning
+    OpenMP threads made a HistGradientBoosting fit 30 times slower than one
+    thread.
+    """
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def timed(fn, *args, **kwargs):

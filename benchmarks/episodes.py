@@ -44,7 +44,7 @@ from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
 from skmeta import MAMLClassifier, ProtoNetClassifier
 
-from ._common import fmt, mean_ci
+from ._common import fmt, mean_ci, one_thread
 from .tabular import FULL as TABULAR_FULL
 from .tabular import (
     PROBABILITY_FLOOR,
@@ -53,7 +53,6 @@ from .tabular import (
     _gives,
     _group_means,
     _loader,
-    _one_thread,
     _splits,
     _table_shots,
     _training_rows,
@@ -370,7 +369,7 @@ def run(*, quick, log=print):
         for split, held in _splits(table["held_out_groups"], n_splits=settings["n_splits"],
                                    n_held_out=settings["n_held_out"], seed=seed):
             held_out.append(held)
-            with _one_thread():
+            with one_thread():
                 splits.append(_run_split(table, held, settings, seed, split, shots, log))
         summary = _summarise(table, held_out, splits, shots)
         summary["seconds"] = round(time.perf_counter() - start, 1)

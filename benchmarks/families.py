@@ -36,7 +36,6 @@ straddles 0). The report computes them from the stored per-seed scores.
 import time
 
 import numpy as np
-import torch
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 
@@ -52,7 +51,7 @@ from skmeta import (
 )
 from skmeta.datasets import make_blob_tasks, make_sinusoid_tasks
 
-from ._common import fmt, mean_ci
+from ._common import fmt, mean_ci, one_thread
 
 NAME = "families"
 RECURRING = dict(n_recurring=10, n_informative=16, n_features=20, class_sep=0.5, variation=0.25, noise=1.0)
@@ -143,7 +142,7 @@ def _evaluate(models, test, shots, kind, draws, seed):
 
 
 def run(quick=False):
-    """Meta-train every row on each family per seed; score held-out tasks.
+    """Meta-train every row on each family per seed; score held-out tasks (on one thread).
 
     Returns
     -------
@@ -152,8 +151,11 @@ def run(quick=False):
         per-seed scores and their mean ± CI; fit seconds per row (the report
         states the goals from the per-seed scores).
     """
-    torch.set_num_threads(1)
-    settings = _settings(quick)
+    with one_thread():
+        return _measure(_settings(quick))
+
+
+def _measure(settings):
     families = {"blobs": "classifier", "recurring blobs": "classifier", "sinusoids": "regressor"}
     raw = {f: {s: {} for s in settings["shots"][kind]} for f, kind in families.items()}
     seconds = {f: {} for f in families}

@@ -75,16 +75,14 @@ short epoch: seconds, a smoke test.
 """
 
 import time
-from contextlib import contextmanager
 
 import numpy as np
-import torch
 from skorch.callbacks import Freezer
 
 from skmeta import MAMLClassifier, ProtoNetClassifier, Task, TaskCollection, make_task_preprocessor
 from skmeta.datasets import load_adult_tasks, make_blob_tasks
 
-from ._common import fmt, mean_ci, verdict
+from ._common import fmt, mean_ci, one_thread, verdict
 
 NAME = "lifelong"
 #: The ``penalty`` control's ``ewc``, per learner (see the module docstring).
@@ -379,16 +377,6 @@ def episodic_accuracy(meta, episodes):
 # -------------------------------------------------------------------- runs
 
 
-@contextmanager
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _learner(name, budget, settings, seed, **params):
     return LEARNERS[name](max_epochs=budget["max_epochs"], n_episodes=budget["n_episodes"],
                           n_shots=settings["n_shots"], n_queries=settings["n_queries"],
@@ -510,7 +498,7 @@ def run(*, quick, log=print):
     """
     settings = _settings(quick)
     figures = {}
-    with _one_thread():
+    with one_thread():
         for kind in ("blobs", "adult"):
             streams = {seed: _stream(kind, settings, seed) for seed in settings["seeds"]}
             figures[kind] = {}

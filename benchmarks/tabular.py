@@ -45,7 +45,7 @@ group column, the others its numeric columns. A learner that raises in fit
 or adapt is left out of that table, and the error is recorded and reported.
 
 Budget (FULL settings, 2 CPU cores; sklearn, BLAS and torch run on one
-thread each, see ``_one_thread``). FULL has 2 splits x 5 held-out groups x
+thread each, see ``_common.one_thread``). FULL has 2 splits x 5 held-out groups x
 2 draws per shot count and draw kind: 160 episodes on adult and bank, 80 on
 contraception (2 shot counts), hsb82 and each semi-synthetic table, 40 on
 sleepstudy. A full run with 8 classification rows and 8 regression rows
@@ -56,13 +56,11 @@ adaptation. QUICK (adult only, 2 groups, one short epoch, tiny samples)
 takes ~25 s.
 """
 
-import contextlib
 import copy
 import time
 
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.base import clone
 from sklearn.ensemble import (
     HistGradientBoostingClassifier,
@@ -80,14 +78,13 @@ from sklearn.metrics import (
     root_mean_squared_error,
 )
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
-from threadpoolctl import threadpool_limits
 
 from skmeta import make_task_preprocessor
 from skmeta.datasets import load_adult
 from skmeta.tasks import EpisodeSampler
 from skmeta.utils import all_learners
 
-from ._common import ROOT, fmt, mean_ci
+from ._common import ROOT, fmt, mean_ci, one_thread
 
 NAME = "tabular"
 SHARED = ROOT.parent / "shared" / "data"
@@ -492,22 +489,6 @@ def _non_meta_scores(kind, n_shots, seed, pooled, linear, table, train, support,
     return scores
 
 
-@contextlib.contextmanager
-def _one_thread():
-    """torch, OpenMP and BLAS on one thread each, restored afterwards.
-
-    The models here are small: on 2 busy cores, two spinning OpenMP threads
-    made a HistGradientBoosting fit 30 times slower than one thread.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1):
-            yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 # -------------------------------------------------------------------- run
 
 
@@ -775,7 +756,7 @@ def run(*, quick, log=print):
         for split, held in _splits(table["held_out_groups"], n_splits=settings["n_splits"],
                                    n_held_out=settings["n_held_out"], seed=seed):
             held_out.append(held)
-            with _one_thread():
+            with one_thread():
                 splits.append(_run_split(table, held, settings, seed, split, shots, log))
         summary = _summarise(table, held_out, splits, shots)
         summary["seconds"] = round(time.perf_counter() - start, 1)
