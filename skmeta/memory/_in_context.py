@@ -210,6 +210,22 @@ class _Memory(MetaLearner):
         self.write_on_partial_fit = write_on_partial_fit
         super().__init__(module, **kwargs)
 
+    #: The memory of tasks' settings, with their defaults: they act only with ``task_memory``.
+    _MEMORY_SETTINGS = {"n_recalled": 1, "memory_rows": 32, "write_on_partial_fit": True}
+
+    def _validate_params(self):
+        super()._validate_params()
+        if self.task_memory:
+            return
+        for name, default in self._MEMORY_SETTINGS.items():
+            value = getattr(self, name)
+            if value != default:
+                raise ValueError(
+                    f"{name}={value!r} has no effect with task_memory=0: there is no memory of "
+                    f"past tasks to {'recall' if name == 'n_recalled' else 'write'}. Set "
+                    f"task_memory to the most past tasks to keep, or leave {name} out."
+                )
+
     def _is_in_context_net(self):
         module = self.module
         if isinstance(module, type):
@@ -402,12 +418,14 @@ _PARAMETERS = """
         their tasks' own labels: recall helps where tasks share label
         meanings and recur with variations.
     n_recalled : int, default=1
-        Past tasks a support set recalls (with ``task_memory``).
+        Past tasks a support set recalls.
     memory_rows : int, default=32
         Rows kept of each past task, a seeded random sample.
     write_on_partial_fit : bool, default=True
         Whether ``partial_fit`` writes its tasks to the memory of tasks;
         ``fit`` always does (with ``warm_start``, as ``partial_fit`` does).
+        These three act only with ``task_memory``; other values than their
+        defaults are refused without it.
 {episodic}"""
 
 

@@ -242,3 +242,12 @@ def test_each_support_set_recalls_n_recalled_past_tasks(recurring, with_memory, 
         assert adapted.state_["weight"].shape == (6 + n_recalled * meta.memory_rows,)
     finally:
         with_memory.set_params(n_recalled=1)
+
+
+@pytest.mark.parametrize("setting", [{"n_recalled": 3}, {"memory_rows": 8}, {"write_on_partial_fit": False}])
+def test_a_memory_setting_without_a_memory_of_tasks_is_refused_with_the_fix(setting):
+    tasks = make_blob_tasks(n_tasks=4, n_rows_per_class=10, n_features=4, random_state=0)
+    (name, value), = setting.items()
+    with pytest.raises(ValueError, match=f"{name}={value!r} has no effect with task_memory=0"):
+        MemoryClassifier(max_epochs=1, n_episodes=2, **setting).fit(tasks)
+    MemoryClassifier(width=8, n_heads=2, task_memory=4, max_epochs=1, n_episodes=2, **setting).fit(tasks)
